@@ -1,0 +1,41 @@
+"""The ``protlc`` command: a thin click layer over the Python API.
+
+Each command lives in its own module of this package and is registered here. Every
+:class:`~protlc.errors.ProtlcError` becomes one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from protlc import __version__
+from protlc.errors import ProtlcError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ProtlcError as exc:
+            click.echo(f"protlc: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("protlc: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="protlc")
+def cli() -> None:
+    """protlc: protein family classification and variant fitness scoring, robust to noisy labels."""
+
+
+def _register() -> None:
+    from protlc.cli import commands  # noqa: F401  (each module adds its command to `cli`)
+
+
+def main() -> None:
+    _register()
+    cli()

@@ -1,0 +1,15 @@
+"""Column names shared by every room (prepared datasets, predictions, audit, scoring)."""
+
+SEQUENCE_NAME = "sequence_name"
+SEQUENCE = "sequence"
+LABEL = "label"  # observed (possibly noisy) label index; the only label a model trains on
+FAMILY_ID = "family_id"  # observed family id (string), matching LABEL
+FAMILY_ACCESSION = "family_accession"
+CLEAN_LABEL = "clean_label"  # true label index; analysis only, never a model input
+CLEAN_FAMILY_ID = "clean_family_id"
+IS_NOISY = "is_noisy"
+CROP_START = "crop_start"  # 0-based start of the kept window in the original sequence
+CROP_END = "crop_end"  # exclusive end of the kept window
+LENGTH = "length"
+
+SPLITS = ("train", "dev", "test")

@@ -1,0 +1,37 @@
+"""The only exceptions users see. The CLI turns each into one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class ProtlcError(Exception):
+    """Base class: a problem the user can fix (bad input, bad option, wrong checkpoint)."""
+
+    exit_code = 1
+
+
+class InputError(ProtlcError):
+    """A data file is unreadable or holds a bad record. Message names file, record/line and the fix."""
+
+    exit_code = 2
+
+
+class ConfigError(ProtlcError):
+    """An option or config value is out of range or inconsistent."""
+
+    exit_code = 2
+
+
+class CheckpointError(ProtlcError):
+    """A checkpoint is missing, unsafe to load, or made for another task."""
+
+    exit_code = 3
+
+
+def where(path, record=None, line=None) -> str:
+    """Format a location for error messages: ``file.tsv, line 12`` or ``seed.sto, record 'PF00001'``."""
+    parts = [str(path)]
+    if record is not None:
+        parts.append(f"record {record!r}" if isinstance(record, str) else f"record {record}")
+    if line is not None:
+        parts.append(f"line {line}")
+    return ", ".join(parts)

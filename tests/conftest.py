@@ -1,0 +1,24 @@
+"""Shared fixtures: paths to the embedded data in data/ and the real data in ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EMBEDDED = REPO / "data"
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    return EMBEDDED
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared/data``; tests that need it skip cleanly when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED
