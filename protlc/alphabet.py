@@ -3,13 +3,16 @@
 Everything that touches residues goes through :data:`ALPHABET`.
 
 Token indices: 0 is padding; 1..20 are the standard amino acids ``ACDEFGHIKLMNPQRSTVWY``;
-21..26 are the extra IUPAC letters ``X B Z J U O``. The model never sees token ids directly: it sees
+21..26 are the extra IUPAC letters ``X B Z J U O``; 27 is the stop ``*``, which only variant
+(DMS) sequences may hold mid-sequence (nonsense mutants), via ``problem(seq, allow_stop=True)``. The model never sees token ids directly: it sees
 :meth:`Alphabet.soft_one_hot` rows, where
 
 * a standard letter is its one-hot vector,
 * ``X`` (unknown) is uniform over the 20 standard letters,
 * ``B`` (D or N), ``Z`` (E or Q), ``J`` (I or L) split their mass between the two candidates,
 * ``U`` (selenocysteine) counts as ``C`` and ``O`` (pyrrolysine) as ``K``, their closest standard residues,
+* a stop ``*`` is an all-zero vector at a real (unmasked) position: "no residue here", which the
+  convolutions see as different from its neighbours,
 * padding is all zero (and is masked as well).
 
 Anything else (digits, ``*`` inside a sequence, ``-``/``.`` gaps, lowercase letters) is rejected with the
@@ -25,6 +28,7 @@ import numpy as np
 
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"
 EXTRA = "XBZJUO"
+STOP = "*"
 PAD_INDEX = 0
 
 _AMBIGUITY = {
@@ -42,6 +46,7 @@ _NUCLEOTIDES = set("ACGTUN")
 class Alphabet:
     standard: str = STANDARD
     extra: str = EXTRA
+    stop: str = STOP
     letters: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -49,27 +54,30 @@ class Alphabet:
 
     @property
     def size(self) -> int:
-        """Number of token ids including padding."""
-        return 1 + len(self.letters)
+        """Number of token ids including padding and stop."""
+        return 2 + len(self.letters)
 
     @property
     def num_channels(self) -> int:
         """Width of the model's input (one channel per standard amino acid)."""
         return len(self.standard)
 
-    def invalid_character(self, sequence: str) -> tuple[int, str] | None:
+    def invalid_character(self, sequence: str, allow_stop: bool = False) -> tuple[int, str] | None:
         """Return ``(0-based position, char)`` of the first character outside the alphabet, else None."""
-        bad = sequence.translate(_DELETE_VALID)
+        bad = sequence.translate(_DELETE_VALID_STOP if allow_stop else _DELETE_VALID)
         if not bad:
             return None
         pos = sequence.index(bad[0])
         return pos, bad[0]
 
-    def problem(self, sequence: str) -> str | None:
-        """Describe why ``sequence`` is not a valid protein sequence, or None if it is."""
+    def problem(self, sequence: str, allow_stop: bool = False) -> str | None:
+        """Describe why ``sequence`` is not a valid protein sequence, or None if it is.
+
+        ``allow_stop`` accepts ``*`` anywhere (variant sequences with nonsense mutations).
+        """
         if not sequence:
             return "empty sequence"
-        hit = self.invalid_character(sequence)
+        hit = self.invalid_character(sequence, allow_stop)
         if hit is not None:
             pos, char = hit
             if char.islower():
@@ -97,7 +105,8 @@ class Alphabet:
         return _LOOKUP[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
 
     def decode(self, tokens) -> str:
-        return "".join(self.letters[t - 1] for t in np.asarray(tokens).tolist() if t != PAD_INDEX)
+        symbols = self.letters + self.stop
+        return "".join(symbols[t - 1] for t in np.asarray(tokens).tolist() if t != PAD_INDEX)
 
     def soft_one_hot(self) -> np.ndarray:
         """Float32 matrix of shape ``(size, num_channels)``: input vector for each token id."""
@@ -112,7 +121,10 @@ class Alphabet:
 
 ALPHABET = Alphabet()
 
+STOP_INDEX = ALPHABET.size - 1
 _DELETE_VALID = str.maketrans("", "", ALPHABET.letters)
+_DELETE_VALID_STOP = str.maketrans("", "", ALPHABET.letters + STOP)
 _LOOKUP = np.zeros(256, dtype=np.uint8)
 for _i, _a in enumerate(ALPHABET.letters, start=1):
     _LOOKUP[ord(_a)] = _i
+_LOOKUP[ord(STOP)] = STOP_INDEX

@@ -22,3 +22,12 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared_or_embedded_tsv() -> Path:
+    """A real extHomFam sample: ../shared's 32-per-family file, else the embedded copy in data/."""
+    for path in (SHARED / "pfam" / "exthomfam_tiny32.tsv", EMBEDDED / "pfam" / "exthomfam_tiny32.tsv"):
+        if path.is_file():
+            return path
+    pytest.skip("no extHomFam sample available")

@@ -1,0 +1,5 @@
+"""``python -m protlc ...`` is the same as the ``protlc`` command."""
+
+from protlc.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""``protlc predict``: families for new sequences, with an out-of-distribution flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from protlc.cli import cli
+
+
+@cli.command("predict")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+              help="Output table: .csv, .tsv or .parquet (written atomically).")
+@click.option("--top-k", type=int, default=3, show_default=True, help="Families (with probabilities) per row.")
+@click.option("--unknown-threshold", type=float, default=None,
+              help="Flag a sequence as unknown when its top probability is below this "
+                   "[default: calibrated on the dev split, RUN_DIR/calibration.json].")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--max-length", type=int, default=10_000, show_default=True, help="Reject longer sequences.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, batch_size, max_length, device):
+    """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
+    from protlc.predict import predict
+
+    s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
+                batch_size=batch_size, device=device, max_length=max_length, progress=True)
+    click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at top probability < {s.threshold:.3f})")

@@ -1,0 +1,72 @@
+"""``protlc prepare``: family-labelled protein data -> a prepared dataset directory (Parquet + noise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from protlc.cli import cli
+from protlc.data import noise, readers, splits
+from protlc.data.prepare import TOO_LONG_POLICIES, PrepareOptions, prepare_dataset
+
+_EPILOG = """\b
+Formats (auto-detected from content):
+  stockholm    Pfam-A.seed style, one or many alignments per file (.gz ok);
+               family = '#=GF ID' (accession '#=GF AC'); rows de-gapped, upper-cased
+  protcnn-csv  directory with train/ dev/ test/ CSV shards; their split is kept;
+               aligned_sequence is never read
+  fasta        family from the header: Pfam-A.fasta '>NAME ACC PF00069.24;Pkinase;',
+               '>NAME ... family=Pkinase', or '>NAME FAMILY' (else --fasta-family-regex)
+  tsv          TSV/CSV with family_id, sequence [, sequence_name, family_accession]
+
+\b
+Example:
+  protlc prepare data/exthomfam_tiny32.tsv --out prepared/tiny \\
+      --label-noise 0.4 --crop-noise 0.5 --seed 1
+"""
+
+
+@cli.command("prepare", epilog=_EPILOG)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Dataset directory to create.")
+@click.option("--format", "fmt", default="auto", show_default=True,
+              type=click.Choice(("auto",) + readers.FORMATS), help="Input format (auto: detect from content).")
+@click.option("--label-noise", default=0.0, show_default=True, type=float,
+              help="Rate r in [0, 1): exactly round(r*N) training labels are replaced.")
+@click.option("--label-noise-kind", default="symmetric", show_default=True, type=click.Choice(noise.LABEL_NOISE_KINDS),
+              help="symmetric: uniform over the other classes; pair: a fixed confusable class per class.")
+@click.option("--crop-noise", default=0.0, show_default=True, type=float,
+              help="Fraction in [0, 1] of training sequences cropped to a random contiguous window.")
+@click.option("--crop-fraction", default="0.5,0.9", show_default=True, metavar="MIN,MAX",
+              help="Part of the sequence a crop keeps, drawn uniformly from MIN..MAX.")
+@click.option("--split", "split_text", default=None, metavar="TRAIN,DEV,TEST",
+              help="Per-family split fractions [default: 0.8,0.1,0.1; not allowed with protcnn-csv, which keeps its split].")
+@click.option("--min-family-size", default=1, show_default=True, type=int, help="Drop families with fewer members.")
+@click.option("--max-length", default=None, type=int, help="Longest sequence kept (see --too-long) [default: no limit].")
+@click.option("--too-long", default="drop", show_default=True, type=click.Choice(TOO_LONG_POLICIES),
+              help="Sequences longer than --max-length: drop them, or keep their first --max-length residues.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seeds the split and the noise.")
+@click.option("--split-seed", default=None, type=int, help="Seed of the split only [default: --seed].")
+@click.option("--noise-seed", default=None, type=int, help="Seed of the noise only [default: --seed].")
+@click.option("--fasta-family-regex", default=None, metavar="RE",
+              help="Header regex with a (?P<family>...) group, optionally (?P<name>...) and (?P<accession>...).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing dataset directory.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
+def prepare(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_noise, crop_fraction, split_text, min_family_size,
+            max_length, too_long, seed, split_seed, noise_seed, fasta_family_regex, overwrite, progress):
+    """Read family-labelled protein data and write a prepared dataset directory.
+
+    INPUT... are Stockholm, FASTA or TSV/CSV files (gzipped or not) or ProtCNN shard directories.
+    The output holds train/dev/test.parquet, labels.json and manifest.json; noise is applied to the
+    training split only.
+    """
+    options = PrepareOptions(
+        format=fmt, label_noise=label_noise, label_noise_kind=label_noise_kind, crop_noise=crop_noise,
+        crop_fraction=noise.parse_crop_fraction(crop_fraction),
+        split=None if split_text is None else splits.parse_fractions(split_text),
+        min_family_size=min_family_size, max_length=max_length, too_long=too_long, seed=seed,
+        split_seed=split_seed, noise_seed=noise_seed, fasta_family_regex=fasta_family_regex,
+    )
+    summary = prepare_dataset(inputs, out_dir, options, overwrite=overwrite, progress=progress)
+    click.echo(summary.table())

@@ -1,0 +1,66 @@
+"""``protlc score``: predicted fitness for every variant of a mutant library, streamed in chunks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from protlc.cli import cli
+
+_EPILOG = """\b
+Libraries:
+  LIBRARY            CSV/TSV/Parquet with a mutant column (mutant, variant, mutation(s) or
+                     --mutant-column; ProteinGym A1P:D2N, nn4dms A108D,K110R, ESM H24C) or a
+                     mutated_sequence column
+  --saturation       every single substitution of the wild type (19 x L rows)
+  --combinatorial    every combination of allowed residues, e.g. '10:AGV,25:DE'
+Output: the input rows in input order + fitness (+ predicted_family, family_probability for a
+model trained with --init), no index column, written atomically. Invalid rows stop the run with
+file, row and token, unless --skip-invalid sets them aside in OUT's .rejects.csv (row, token, reason).
+
+\b
+Devices: --device cuda runs on the GPU; --devices N shards chunks over N worker processes
+(cuda:0..N-1 with --device cuda, or N CPU processes sharing the cores).
+
+\b
+Example:
+  protlc score runs/pab1/checkpoints/best.ckpt --saturation --out pab1_saturation.csv
+"""
+
+
+@cli.command("score", epilog=_EPILOG)
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("library", required=False, type=click.Path(path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+              help="Output table: .csv, .tsv or .parquet.")
+@click.option("--wt", default=None, metavar="SEQ_OR_FASTA", help="Wild type [default: the checkpoint's].")
+@click.option("--offset", type=int, default=None,
+              help="Number of the wild type's first residue in the mutants [default: the checkpoint's "
+                   "numbering for its own wild type, else the notation's (1 for generated libraries)].")
+@click.option("--notation", default="auto", show_default=True,
+              type=click.Choice(("auto", "proteingym", "nn4dms", "esm")), help="Mutant notation of LIBRARY.")
+@click.option("--mutant-column", default=None, help="Mutant column of LIBRARY.")
+@click.option("--saturation", is_flag=True, help="Score every single substitution of the wild type.")
+@click.option("--combinatorial", default=None, metavar="SPEC", help="Score every combination, e.g. '10:AGV,25:DE'.")
+@click.option("--skip-invalid", is_flag=True, help="Write invalid rows to OUT's .rejects.csv instead of failing.")
+@click.option("--batch-size", type=int, default=512, show_default=True, help="Sequences per forward pass.")
+@click.option("--chunk-size", type=int, default=100_000, show_default=True, help="Rows read and written at a time.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--devices", type=int, default=1, show_default=True, help="Worker processes (one per GPU with cuda).")
+@click.option("--output-column", default="fitness", show_default=True, help="Name of the predicted column.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+def score_command(checkpoint, library, out_path, wt, offset, notation, mutant_column, saturation, combinatorial,
+                  skip_invalid, batch_size, chunk_size, device, devices, output_column, progress):
+    """Predict the fitness of every variant of LIBRARY (or a generated library) with a train-dms CHECKPOINT."""
+    from protlc.dms.scoring import score_library
+
+    s = score_library(checkpoint, library, out_path, wt=wt, offset=offset, notation=notation,
+                      saturation=saturation, combinatorial=combinatorial, skip_invalid=skip_invalid,
+                      mutant_column=mutant_column, batch_size=batch_size, chunk_size=chunk_size, device=device,
+                      devices=devices, output_column=output_column, progress=progress)
+    rate = s.rows / s.seconds if s.seconds > 0 else float("nan")
+    click.echo(f"{s.scored} variants scored -> {s.out} ({s.unique_sequences} distinct sequences, "
+               f"{s.rejected} rejected, {rate:,.0f} rows/s)")
+    if s.rejects is not None:
+        click.echo(f"rejects: {s.rejects}")

@@ -1,0 +1,388 @@
+"""``prepare_dataset``: readers -> filters -> splits -> noise -> store, returning a summary.
+
+Order of the steps (each one reported in the summary and the manifest):
+
+1. read every input (validated records, see :mod:`protlc.data.readers`);
+2. duplicate sequence names: identical duplicates (same family and sequence) are dropped, keeping the
+   first; a name seen with a different family or sequence is an error naming both records;
+3. ``max_length``: longer sequences are dropped (``too_long="drop"``, the default) or cut to their first
+   ``max_length`` residues (``too_long="truncate"``, like the reference study's cut to 434 residues);
+4. ``min_family_size``: families with fewer members (over all splits) are dropped;
+5. label vocabulary: the remaining family ids sorted; a family with two different accessions is an error;
+6. splits: kept when the input fixes them (ProtCNN shards), else :func:`splits.stratified_split`;
+   an empty train, dev or test split is an error;
+7. noise on the training split only (cropping, then labels), see :mod:`protlc.data.noise`;
+8. atomic write (:func:`store.write_dataset`).
+
+Seeds: ``seed`` (default 0) seeds everything; ``split_seed`` and ``noise_seed`` (default: ``seed``)
+override one concern each. Every concern draws from its own stream
+``numpy.random.default_rng([concern_seed, stream])`` (split 1, crop 2, label 3), so changing the crop
+settings never changes which labels are corrupted, and neither changes the split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from protlc import __version__
+from protlc import columns as col
+from protlc.data import fasta, noise, readers, splits, store
+from protlc.data.summary import PrepareSummary, length_stats
+from protlc.errors import ConfigError, InputError
+
+TOO_LONG_POLICIES = ("drop", "truncate")
+SPLIT_STREAM, CROP_STREAM, LABEL_STREAM = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Every option of ``protlc prepare`` (see the CLI help for their meaning)."""
+
+    format: str = "auto"
+    label_noise: float = 0.0
+    label_noise_kind: str = "symmetric"
+    crop_noise: float = 0.0
+    crop_fraction: tuple[float, float] = noise.DEFAULT_CROP_FRACTION
+    split: tuple[float, float, float] | None = None  # None: the default fractions, or the given split
+    min_family_size: int = 1
+    max_length: int | None = None
+    too_long: str = "drop"
+    seed: int = 0
+    split_seed: int | None = None
+    noise_seed: int | None = None
+    fasta_family_regex: str | None = None
+
+    def check(self) -> None:
+        """Raises ConfigError for any out-of-range option (before anything is read)."""
+        if self.format != "auto" and self.format not in readers.FORMATS:
+            raise ConfigError(f"--format {self.format!r}: choose one of auto, {', '.join(readers.FORMATS)}")
+        noise.check_rates(self.label_noise, self.crop_noise, self.crop_fraction, self.label_noise_kind)
+        if self.split is not None:
+            splits.parse_fractions(self.split)
+        if self.min_family_size < 1:
+            raise ConfigError(f"--min-family-size {self.min_family_size}: must be >= 1")
+        if self.max_length is not None and self.max_length < 1:
+            raise ConfigError(f"--max-length {self.max_length}: must be >= 1")
+        if self.too_long not in TOO_LONG_POLICIES:
+            raise ConfigError(f"--too-long {self.too_long!r}: choose one of {', '.join(TOO_LONG_POLICIES)}")
+        for name in ("seed", "split_seed", "noise_seed"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= 0")
+        if self.fasta_family_regex is not None:
+            fasta.compile_fasta_patterns(self.fasta_family_regex)
+
+
+@dataclass
+class _Rows:
+    """Every record read: pyarrow chunked arrays over the readers' blocks (never copied) plus the integer
+    columns the pipeline works on. Filters act on a row mask; the strings are copied once, by the final
+    per-split take."""
+
+    blocks: list[readers.RecordBlock]
+    block_starts: np.ndarray  # first row of each block
+    names: pa.ChunkedArray
+    accessions: pa.ChunkedArray
+    sequences: pa.ChunkedArray
+    family_names: list[str]  # distinct family ids, in order of appearance
+    family: np.ndarray  # int64 (N,): index into family_names
+    lengths: np.ndarray  # int64 (N,): sequence lengths as read
+    given_split: np.ndarray  # int8 (N,): split code fixed by the input, -1 when none
+
+    def location(self, row: int) -> str:
+        b = int(np.searchsorted(self.block_starts, row, side="right") - 1)
+        return self.blocks[b].location(row - int(self.block_starts[b]))
+
+
+def _codes(array: pa.ChunkedArray, values: pa.Array) -> np.ndarray:
+    """Index of each element in ``values`` (int64; -1 for nulls)."""
+    return pc.fill_null(pc.index_in(array, value_set=values), -1).to_numpy().astype(np.int64)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_all(inputs: Sequence[Path], options: PrepareOptions, progress: bool | None) -> tuple[_Rows, list[dict]]:
+    sources, hashes, blocks = [], [], []
+    patterns = (options.fasta_family_regex,) if options.fasta_family_regex else None
+    # checksums run on a second thread while the parser reads (hashlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=1) as hasher, \
+            tqdm(unit=" seq", unit_scale=True, file=sys.stderr, disable=None if progress is None else not progress,
+                 bar_format="{desc}{n_fmt}{unit} [{elapsed}, {rate_fmt}]") as bar:
+        for path in inputs:
+            fmt = readers.detect_format(path) if options.format == "auto" else options.format
+            bar.set_description(f"reading {path.name}")
+            for file in readers.source_files(path, fmt):
+                sources.append({"path": str(file.resolve()), "format": fmt, "size": file.stat().st_size})
+                hashes.append(hasher.submit(_sha256, file))
+            blocks.extend(readers.read_blocks(path, fmt, fasta_patterns=patterns, on_progress=bar.update))
+        for source, digest in zip(sources, hashes):
+            source["sha256"] = digest.result()
+    sizes = np.array([len(b) for b in blocks], dtype=np.int64)
+
+    def column(field_name: str) -> pa.ChunkedArray:
+        return pa.chunked_array([getattr(b, field_name) for b in blocks], pa.string())
+
+    families, sequences = column("family_ids"), column("sequences")
+    family_values = pc.unique(families)
+    rows = _Rows(
+        blocks=blocks, block_starts=np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64),
+        names=column("names"), accessions=column("accessions"), sequences=sequences,
+        family_names=family_values.to_pylist(), family=_codes(families, family_values),
+        lengths=pc.utf8_length(sequences).to_numpy().astype(np.int64),
+        given_split=np.repeat(np.array([col.SPLITS.index(b.split) if b.split else -1 for b in blocks], dtype=np.int8), sizes),
+    )
+    return rows, sources
+
+
+def _duplicates(rows: _Rows) -> np.ndarray:
+    """Rows repeating an earlier row's name with the same family and sequence (to drop).
+
+    Raises:
+        InputError: a repeated name with a different family or sequence, naming both records.
+    """
+    codes = _codes(rows.names, pc.unique(rows.names))
+    counts = np.bincount(codes)
+    dup = np.flatnonzero(counts[codes] > 1)
+    if dup.size == 0:
+        return dup
+    _, first_pos = np.unique(codes[dup], return_index=True)
+    first_of = np.full(counts.size, -1, dtype=np.int64)
+    first_of[codes[dup[first_pos]]] = dup[first_pos]
+    later = dup[first_of[codes[dup]] != dup]
+    firsts = first_of[codes[later]]
+    family_differs = rows.family[later] != rows.family[firsts]
+    sequence_differs = pc.not_equal(rows.sequences.take(later), rows.sequences.take(firsts)).to_numpy()
+    conflicts = np.flatnonzero(family_differs | sequence_differs)
+    if conflicts.size:
+        i = int(conflicts[0])
+        a, b = int(firsts[i]), int(later[i])
+        what = (f"different families ({rows.family_names[rows.family[a]]!r} vs {rows.family_names[rows.family[b]]!r})"
+                if family_differs[i] else "different sequences")
+        raise InputError(
+            f"{rows.location(b)}: duplicate sequence name {rows.names[b].as_py()!r} with {what}; first seen at {rows.location(a)}"
+        )
+    return later
+
+
+def _family_accessions(rows: _Rows, ids: np.ndarray, labels: np.ndarray, num_labels: int) -> list[str | None]:
+    """The accession of every label's family (None when unknown). Raises InputError on two different ones."""
+    values = rows.accessions.drop_null().unique()
+    result: list[str | None] = [None] * num_labels
+    if len(values) == 0:
+        return result
+    accession = _codes(rows.accessions, values)[ids]
+    known = accession >= 0
+    pairs, first = np.unique(labels[known] * len(values) + accession[known], return_index=True)
+    pair_labels = pairs // len(values)
+    clash = np.flatnonzero(pair_labels[1:] == pair_labels[:-1])
+    if clash.size:
+        j = int(clash[0])
+        row_a, row_b = sorted((int(ids[known][first[j]]), int(ids[known][first[j + 1]])))
+        family = rows.family_names[rows.family[row_a]]
+        raise InputError(
+            f"{rows.location(row_b)}: family {family!r} has accession {rows.accessions[row_b].as_py()!r} here but "
+            f"{rows.accessions[row_a].as_py()!r} at {rows.location(row_a)}; mixing Pfam releases?"
+        )
+    for label, code in zip(pair_labels.tolist(), (pairs % len(values)).tolist()):
+        result[label] = values[code].as_py()
+    return result
+
+
+def _filter(rows: _Rows, options: PrepareOptions) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Duplicates, ``max_length``, ``min_family_size`` (in this order).
+
+    Returns:
+        ``(ids, base_lengths, counts)``: the rows kept (ascending), every row's length before noise
+        (after ``too_long="truncate"``), and the counts for :class:`PrepareSummary`.
+    """
+    alive = np.ones(rows.family.shape[0], dtype=bool)
+    duplicates = _duplicates(rows)
+    alive[duplicates] = False
+    base_lengths, too_long = rows.lengths, 0
+    if options.max_length is not None:
+        long_rows = alive & (rows.lengths > options.max_length)
+        too_long = int(long_rows.sum())
+        if options.too_long == "drop":
+            alive &= ~long_rows
+        else:
+            base_lengths = np.minimum(rows.lengths, options.max_length)
+    sizes = np.bincount(rows.family[alive], minlength=len(rows.family_names))
+    small = (sizes > 0) & (sizes < options.min_family_size)
+    alive &= ~small[rows.family]
+    counts = {"duplicates_dropped": int(duplicates.size), "too_long": too_long,
+              "families_dropped": int(small.sum()), "sequences_dropped_small": int(sizes[small].sum())}
+    return np.flatnonzero(alive), base_lengths, counts
+
+
+def _vocabulary(rows: _Rows, ids: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The family ids present among ``ids``, sorted, and the int32 label of every kept row."""
+    present = np.unique(rows.family[ids])
+    present = present[np.argsort([rows.family_names[c] for c in present], kind="stable")]
+    label_of_family = np.full(len(rows.family_names), -1, dtype=np.int32)
+    label_of_family[present] = np.arange(present.size, dtype=np.int32)
+    return [rows.family_names[c] for c in present], label_of_family[rows.family[ids]]
+
+
+def _min_size_for_all_splits(fractions: tuple[float, float, float]) -> int:
+    """Smallest family that gets members in train, dev and test under the rule of :mod:`splits`."""
+    n = max(1, math.ceil(0.5 / min(fractions[1:])) - 1)  # round half up reaches 1 at n * f >= 0.5
+    while not (splits.family_split_sizes(np.array([n]), fractions)[0] > 0).all():
+        n += 1
+    return n
+
+
+def _assign_splits(given: np.ndarray, labels: np.ndarray, options: PrepareOptions, split_seed: int, inputs) -> tuple[np.ndarray, dict]:
+    names = ", ".join(str(p) for p in inputs)
+    if (given >= 0).all():
+        if options.split is not None:
+            raise ConfigError(f"{names}: the input already fixes train/dev/test; drop --split")
+        codes, info = given, {"policy": "given", "fractions": None, "seed": None}
+    elif (given < 0).all():
+        fractions = splits.parse_fractions(options.split)
+        codes = splits.stratified_split(labels, fractions, np.random.default_rng([split_seed, SPLIT_STREAM]))
+        info = {"policy": "stratified", "fractions": list(fractions), "seed": split_seed}
+    else:
+        raise ConfigError(f"{names}: cannot mix inputs with fixed splits (protcnn-csv) and inputs without")
+    for code, split in enumerate(col.SPLITS):
+        if not (codes == code).any():
+            hint = ""
+            if info["policy"] == "stratified":
+                largest = int(np.bincount(labels).max())
+                hint = (f": each family goes to train only unless it has at least "
+                        f"{_min_size_for_all_splits(info['fractions'])} members, and the largest has {largest}; "
+                        f"give more sequences per family or larger dev/test fractions with --split")
+            raise InputError(f"{names}: the {split} split would be empty{hint}")
+    return codes, info
+
+
+def _take_windows(sequences: pa.ChunkedArray, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                  lengths: np.ndarray) -> pa.ChunkedArray:
+    """``sequences[rows]`` cut to ``[starts, ends)``, in a single take.
+
+    Only the cut rows go through Python (string slicing); they are appended as one more chunk and the
+    take picks them from there, so the long column is copied once.
+    """
+    cut = np.flatnonzero((starts > 0) | (ends < lengths))
+    if cut.size == 0:
+        return sequences.take(rows)
+    pieces = [s[a:b] for s, a, b in zip(sequences.take(rows[cut]).to_pylist(), starts[cut].tolist(), ends[cut].tolist())]
+    index = rows.copy()
+    index[cut] = len(sequences) + np.arange(cut.size)
+    return pa.chunked_array(sequences.chunks + [pa.array(pieces, pa.string())]).take(index)
+
+
+def _split_table(rows: _Rows, select: np.ndarray, clean: np.ndarray, observed: np.ndarray, starts: np.ndarray,
+                 ends: np.ndarray, vocab: pa.Array, accessions: pa.Array) -> pa.Table:
+    observed_idx, clean_idx = pa.array(observed), pa.array(clean)
+    return pa.table({
+        col.SEQUENCE_NAME: rows.names.take(select),
+        col.SEQUENCE: _take_windows(rows.sequences, select, starts, ends, rows.lengths[select]),
+        col.LABEL: observed_idx,
+        col.FAMILY_ID: vocab.take(observed_idx),
+        col.FAMILY_ACCESSION: accessions.take(observed_idx),
+        col.CLEAN_LABEL: clean_idx,
+        col.CLEAN_FAMILY_ID: vocab.take(clean_idx),
+        col.IS_NOISY: pa.array(observed != clean),
+        col.CROP_START: pa.array(starts.astype(np.int32)),
+        col.CROP_END: pa.array(ends.astype(np.int32)),
+        col.LENGTH: pa.array((ends - starts).astype(np.int32)),
+    })
+
+
+def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: PrepareOptions | None = None,
+                    *, overwrite: bool = False, progress: bool | None = None) -> PrepareSummary:
+    """Prepare a dataset directory (see :mod:`protlc.data.store`) from family-labelled inputs.
+
+    Args:
+        inputs: files (Stockholm, FASTA, TSV/CSV, gzipped or not) and/or ProtCNN shard directories.
+        out_dir: the dataset directory to create (replaced only with ``overwrite``).
+        progress: show a progress bar on stderr (None: only when stderr is a terminal).
+    Returns:
+        the :class:`PrepareSummary` (also recorded in ``manifest.json``).
+    Raises:
+        ConfigError: bad options, or ``out_dir`` exists without ``overwrite``.
+        InputError: unreadable/bad input, conflicting duplicates, a split that would be empty.
+    """
+    options = options or PrepareOptions()
+    options.check()
+    if not inputs:
+        raise ConfigError("give at least one INPUT file or directory")
+    inputs = [Path(p) for p in inputs]
+    store.check_output(out_dir, overwrite)
+    split_seed = options.seed if options.split_seed is None else options.split_seed
+    noise_seed = options.seed if options.noise_seed is None else options.noise_seed
+
+    rows, sources = _read_all(inputs, options, progress)
+    ids, base_lengths, filtered = _filter(rows, options)
+    if ids.size == 0:
+        raise InputError(f"{', '.join(map(str, inputs))}: no sequences left after filtering (--min-family-size/--max-length)")
+    vocabulary, labels = _vocabulary(rows, ids)
+    vocab = pa.array(vocabulary, pa.string())
+    accessions = pa.array(_family_accessions(rows, ids, labels, len(vocabulary)), pa.string())
+    codes, split_info = _assign_splits(rows.given_split[ids], labels, options, split_seed, inputs)
+
+    tables, noise_info = {}, {}
+    for code, split in enumerate(col.SPLITS):
+        chosen = np.flatnonzero(codes == code)
+        select, clean = ids[chosen], labels[chosen]
+        base = base_lengths[select]
+        starts, ends, observed = np.zeros_like(base), base, clean
+        if split == "train":
+            starts, ends = noise.crop_windows(base, options.crop_noise, options.crop_fraction,
+                                              np.random.default_rng([noise_seed, CROP_STREAM]))
+            observed, pair_targets = noise.corrupt_labels(clean, len(vocabulary), options.label_noise, options.label_noise_kind,
+                                                          np.random.default_rng([noise_seed, LABEL_STREAM]))
+            noise_info = _noise_info(options, noise_seed, base, starts, ends, clean, observed, pair_targets)
+        tables[split] = _split_table(rows, select, clean, observed, starts, ends, vocab, accessions)
+
+    summary = PrepareSummary(
+        out_dir=Path(out_dir), num_families=len(vocabulary),
+        counts={s: t.num_rows for s, t in tables.items()},
+        too_long_policy=options.too_long, max_length=options.max_length, min_family_size=options.min_family_size,
+        noise=noise_info, split=split_info, **filtered,
+        lengths={s: length_stats(t[col.LENGTH].to_numpy()) for s, t in tables.items()},
+    )
+    label_entries = [{col.FAMILY_ID: f, col.FAMILY_ACCESSION: a} for f, a in zip(vocabulary, accessions.to_pylist())]
+    manifest = summary.manifest(sources, seed=options.seed, version=__version__,
+                                family_counts=_family_counts(codes, labels, vocabulary))
+    store.write_dataset(out_dir, tables, label_entries, manifest, overwrite=overwrite)
+    return summary
+
+
+def _noise_info(options, noise_seed, lengths, starts, ends, clean, observed, pair_targets) -> dict:
+    n = max(len(clean), 1)
+    cropped = (starts > 0) | (ends < lengths)
+    noisy = int((observed != clean).sum())
+    kept = (ends - starts)[cropped] / np.maximum(lengths[cropped], 1)
+    return {
+        "applies_to": "train", "seed": noise_seed,
+        "label": {"kind": options.label_noise_kind, "rate": options.label_noise, "noisy": noisy,
+                  "realised_rate": round(noisy / n, 6),
+                  "pair_map": pair_targets.tolist() if pair_targets is not None else None},
+        "crop": {"probability": options.crop_noise, "fraction_range": list(options.crop_fraction),
+                 "cropped": int(cropped.sum()), "realised_rate": round(float(cropped.mean()) if len(clean) else 0.0, 6),
+                 "mean_kept_fraction": round(float(kept.mean()), 6) if kept.size else None},
+    }
+
+
+def _family_counts(codes, labels, vocabulary) -> dict[str, list[int]]:
+    """Members per family in train, dev, test (clean labels), ``{family_id: [train, dev, test]}``."""
+    per_split = np.stack([np.bincount(labels[codes == c], minlength=len(vocabulary)) for c in range(len(col.SPLITS))], axis=1)
+    return {f: per_split[i].tolist() for i, f in enumerate(vocabulary)}

@@ -1,0 +1,192 @@
+"""The prepared dataset directory: Parquet schema, atomic write, read back.
+
+Layout::
+
+    DIR/train.parquet, dev.parquet, test.parquet   one row per sequence, columns below
+    DIR/labels.json                                [{"family_id": ..., "family_accession": ...}, ...]
+                                                   indexed by label, sorted by family_id
+    DIR/manifest.json                              sources + sha256, counts, filters, split and noise
+                                                   settings, seeds, protlc version
+
+Columns (names from :mod:`protlc.columns`), in this order:
+
+====================  ==========  ===============================================================
+sequence_name         string      unique within the dataset
+sequence              string      the residues the model sees (train: after cropping)
+label                 int32       observed (possibly noisy) label: the only label to train on
+family_id             string      observed family, ``labels[label]["family_id"]``
+family_accession      string      observed family's accession, null when unknown
+clean_label           int32       true label (analysis only, never a model input)
+clean_family_id       string      true family
+is_noisy              bool        ``label != clean_label``
+crop_start, crop_end  int32       kept window in the uncropped sequence (0-based, end exclusive)
+length                int32       ``len(sequence) == crop_end - crop_start``
+====================  ==========  ===============================================================
+
+dev/test rows are never noisy (``label == clean_label``, crop ``0 .. length``). The family columns
+are dictionary-encoded in the Parquet files and read back as plain strings. Files carry no timestamps,
+so preparing the same inputs with the same options gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from protlc import columns as col
+from protlc.atomic import atomic_dir
+from protlc.errors import ConfigError, InputError
+
+SCHEMA = pa.schema(
+    [
+        pa.field(col.SEQUENCE_NAME, pa.string(), nullable=False),
+        pa.field(col.SEQUENCE, pa.string(), nullable=False),
+        pa.field(col.LABEL, pa.int32(), nullable=False),
+        pa.field(col.FAMILY_ID, pa.string(), nullable=False),
+        pa.field(col.FAMILY_ACCESSION, pa.string()),
+        pa.field(col.CLEAN_LABEL, pa.int32(), nullable=False),
+        pa.field(col.CLEAN_FAMILY_ID, pa.string(), nullable=False),
+        pa.field(col.IS_NOISY, pa.bool_(), nullable=False),
+        pa.field(col.CROP_START, pa.int32(), nullable=False),
+        pa.field(col.CROP_END, pa.int32(), nullable=False),
+        pa.field(col.LENGTH, pa.int32(), nullable=False),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+LABELS_FILE = "labels.json"
+MANIFEST_FILE = "manifest.json"
+ROW_GROUP_ROWS = 1 << 16
+_DICTIONARY_COLUMNS = [col.FAMILY_ID, col.FAMILY_ACCESSION, col.CLEAN_FAMILY_ID]
+
+
+def split_path(dataset_dir: str | Path, split: str) -> Path:
+    return Path(dataset_dir) / f"{split}.parquet"
+
+
+def to_table(frame: pd.DataFrame | pa.Table) -> pa.Table:
+    """Conform a split (DataFrame or Table holding at least :data:`COLUMNS`) to :data:`SCHEMA`."""
+    if isinstance(frame, pd.DataFrame):
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"split frame lacks columns {missing}")
+        frame = pa.Table.from_pandas(frame[list(COLUMNS)], preserve_index=False)
+    return frame.select(list(COLUMNS)).cast(SCHEMA).replace_schema_metadata(None)
+
+
+_NUMBER_LIST = re.compile(r"\[\s+(-?[\d.e+-]+(?:,\s+-?[\d.e+-]+)*)\s+\]")
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
+
+
+def _dump_json(obj) -> str:
+    """Indented JSON with lists of numbers kept on one line (per-family counts, pair map)."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text) + "\n"
+
+
+def _check_target(out_dir: Path, overwrite: bool) -> None:
+    if not out_dir.exists():
+        return
+    if not overwrite:
+        raise ConfigError(f"{out_dir} already exists; pass --overwrite to replace it, or choose another --out")
+    if not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} exists and is not a directory; refusing to replace it")
+    if any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).is_file():
+        raise ConfigError(f"{out_dir} is not empty and not a prepared dataset; refusing to replace it")
+
+
+def check_output(out_dir: str | Path, overwrite: bool) -> None:
+    """Fail early (before any reading) when ``out_dir`` may not be written. Raises ConfigError."""
+    _check_target(Path(out_dir), overwrite)
+
+
+def write_dataset(
+    out_dir: str | Path,
+    splits: dict[str, pd.DataFrame | pa.Table],
+    labels: list[dict],
+    manifest: dict,
+    overwrite: bool = False,
+) -> Path:
+    """Write a prepared dataset directory atomically: all files appear together, or none.
+
+    Args:
+        splits: ``{"train": frame, "dev": frame, "test": frame}``; frames hold :data:`COLUMNS`.
+        labels: label vocabulary, ``labels[i] = {"family_id": ..., "family_accession": ...}``.
+        manifest: JSON-serialisable description (no timestamps, to keep reruns byte-identical).
+    Raises:
+        ConfigError: ``out_dir`` exists and ``overwrite`` is false, or it is not a dataset directory.
+    """
+    out_dir = Path(out_dir)
+    _check_target(out_dir, overwrite)
+    if sorted(splits) != sorted(col.SPLITS):
+        raise ValueError(f"splits must be exactly {col.SPLITS}, got {sorted(splits)}")
+    try:
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            tables = {split: to_table(splits[split]) for split in col.SPLITS}
+            with ThreadPoolExecutor(max_workers=len(col.SPLITS)) as pool:  # Arrow releases the GIL
+                written = [pool.submit(_write_parquet, tables[split], split_path(tmp, split)) for split in col.SPLITS]
+                for future in written:
+                    future.result()
+            (tmp / LABELS_FILE).write_text(_dump_json(labels), encoding="utf-8")
+            (tmp / MANIFEST_FILE).write_text(_dump_json(manifest), encoding="utf-8")
+    except FileExistsError:
+        raise ConfigError(f"{out_dir} appeared while writing; pass --overwrite to replace it") from None
+    return out_dir
+
+
+def _require_dataset(dataset_dir: str | Path, name: str) -> Path:
+    dataset_dir = Path(dataset_dir)
+    path = dataset_dir / name
+    if not dataset_dir.is_dir() or not (dataset_dir / MANIFEST_FILE).is_file():
+        raise InputError(f"{dataset_dir}: not a prepared dataset (no {MANIFEST_FILE}); create one with `protlc prepare`")
+    if not path.is_file():
+        raise InputError(f"{path}: missing from the prepared dataset; prepare it again")
+    return path
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc}); prepare the dataset again") from None
+
+
+def read_table(dataset_dir: str | Path, split: str, columns: list[str] | None = None) -> pa.Table:
+    """One split as a pyarrow Table (optionally only some columns). Raises InputError."""
+    if split not in col.SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(col.SPLITS)}")
+    path = _require_dataset(dataset_dir, f"{split}.parquet")
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: unreadable Parquet file ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in (columns or COLUMNS) if c not in table.column_names]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; prepare the dataset again")
+    return table
+
+
+def read_split(dataset_dir: str | Path, split: str) -> pd.DataFrame:
+    """One split (``"train"``, ``"dev"`` or ``"test"``) as a DataFrame with :data:`COLUMNS`. Raises InputError."""
+    return read_table(dataset_dir, split).to_pandas()
+
+
+def read_labels(dataset_dir: str | Path) -> list[dict]:
+    """The label vocabulary: ``labels[i]`` describes label ``i``. Raises InputError."""
+    labels = _read_json(_require_dataset(dataset_dir, LABELS_FILE))
+    if not isinstance(labels, list) or not all(isinstance(e, dict) and col.FAMILY_ID in e for e in labels):
+        raise InputError(f"{Path(dataset_dir) / LABELS_FILE}: expected a list of {{family_id, family_accession}}")
+    return labels
+
+
+def read_manifest(dataset_dir: str | Path) -> dict:
+    """The dataset's manifest (sources, counts, settings). Raises InputError."""
+    return _read_json(_require_dataset(dataset_dir, MANIFEST_FILE))

@@ -1,0 +1,105 @@
+"""What ``prepare`` did: a summary object, its printed table, and the manifest built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from protlc import columns as col
+
+MANIFEST_FORMAT = 1
+PERCENTILES = (5, 50, 95)
+
+
+def length_stats(lengths: np.ndarray) -> dict[str, int | None]:
+    """Min, 5th/50th/95th percentiles (nearest rank, as ints) and max of sequence lengths."""
+    lengths = np.asarray(lengths)
+    if lengths.size == 0:
+        return {"min": None, **{f"p{q}": None for q in PERCENTILES}, "max": None}
+    stats = {"min": int(lengths.min())}
+    for q in PERCENTILES:
+        stats[f"p{q}"] = int(np.percentile(lengths, q, method="nearest"))
+    stats["max"] = int(lengths.max())
+    return stats
+
+
+@dataclass
+class PrepareSummary:
+    """Counts and settings of one ``prepare`` run (the same numbers go to ``manifest.json``)."""
+
+    out_dir: Path
+    num_families: int
+    counts: dict[str, int]
+    duplicates_dropped: int = 0
+    too_long: int = 0
+    too_long_policy: str = "drop"
+    max_length: int | None = None
+    min_family_size: int = 1
+    families_dropped: int = 0
+    sequences_dropped_small: int = 0
+    noise: dict = field(default_factory=dict)
+    split: dict = field(default_factory=dict)
+    lengths: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def noisy_fraction(self) -> float:
+        """Realised fraction of training rows whose observed label differs from the clean one."""
+        return self.noise["label"]["noisy"] / max(self.counts["train"], 1)
+
+    def manifest(self, sources: list[dict], *, seed: int, version: str, family_counts: dict) -> dict:
+        """The manifest dict (JSON-ready, no timestamps)."""
+        return {
+            "protlc_version": version,
+            "manifest_format": MANIFEST_FORMAT,
+            "sources": sources,
+            "num_classes": self.num_families,
+            "counts": self.counts,
+            "seed": seed,
+            "split": self.split,
+            "filters": {
+                "duplicates_dropped": self.duplicates_dropped,
+                "max_length": self.max_length,
+                "too_long_policy": self.too_long_policy,
+                "too_long_sequences": self.too_long,
+                "min_family_size": self.min_family_size,
+                "families_dropped": self.families_dropped,
+                "sequences_dropped_with_small_families": self.sequences_dropped_small,
+            },
+            "noise": self.noise,
+            "lengths": self.lengths,
+            "family_counts_order": list(col.SPLITS),
+            "family_counts": family_counts,
+        }
+
+    def table(self) -> str:
+        """A plain-text summary table for the terminal."""
+        label, crop = self.noise["label"], self.noise["crop"]
+        split = self.split
+        split_text = "given by the input" if split["policy"] == "given" else (
+            f"stratified {','.join(f'{f:g}' for f in split['fractions'])}, seed {split['seed']}")
+        long_text = "no limit" if self.max_length is None else f"{self.too_long} longer than {self.max_length} ({self.too_long_policy})"
+        lines = [
+            f"prepared {self.out_dir}",
+            f"  families           {self.num_families}"
+            + (f" ({self.families_dropped} dropped with < {self.min_family_size} members, "
+               f"{self.sequences_dropped_small} sequences)" if self.families_dropped else ""),
+            f"  split              {split_text}",
+            f"  duplicates dropped {self.duplicates_dropped}",
+            f"  max length         {long_text}",
+            f"  label noise        {label['kind']} r={label['rate']:g}: {label['noisy']} of {self.counts['train']} "
+            f"training rows ({100 * self.noisy_fraction:.2f}%), seed {self.noise['seed']}",
+            f"  crop noise         p={crop['probability']:g}, fraction {crop['fraction_range'][0]:g}-{crop['fraction_range'][1]:g}: "
+            f"{crop['cropped']} rows cropped" + (f", {100 * crop['mean_kept_fraction']:.1f}% kept on average" if crop["cropped"] else ""),
+            "",
+            f"  {'split':<6}{'sequences':>11}{'noisy':>8}{'len min':>9}" + "".join(f"{'p' + str(q):>7}" for q in PERCENTILES) + f"{'max':>7}",
+        ]
+        for name in col.SPLITS:
+            stats = self.lengths[name]
+            noisy = label["noisy"] if name == "train" else 0
+            lines.append(
+                f"  {name:<6}{self.counts[name]:>11}{noisy:>8}{stats['min']:>9}"
+                + "".join(f"{stats['p' + str(q)]:>7}" for q in PERCENTILES) + f"{stats['max']:>7}"
+            )
+        return "\n".join(lines)

@@ -1,0 +1,346 @@
+"""Streaming fitness scoring of mutant libraries: chunked read -> apply -> dedupe -> batch -> predict -> chunked write.
+
+A library is a CSV/TSV/Parquet table with a mutant column (any notation of :mod:`protlc.dms.mutations`)
+or a ``mutated_sequence`` column, or is generated: every single substitution of the wild type
+(``saturation``) or a combinatorial spec. Memory stays constant in the library's size: one chunk
+(``chunk_size`` rows) is read, its mutants applied and checked, identical sequences collapsed (each
+distinct sequence is predicted once per chunk), the distinct sequences predicted in length-bucketed
+batches, and the chunk's rows written with a ``fitness`` column (and, for a model trained with
+``--init``, ``predicted_family`` and ``family_probability``) before the next chunk is read. Rows keep
+their input order; output and rejects files appear atomically when everything succeeded.
+
+Several devices: ``devices=N`` starts N worker processes (spawned), each holding the model on its own
+device (``cuda:0..N-1`` for ``device="cuda"``, CPU threads split evenly for ``device="cpu"``); the main
+process reads, checks and writes, and hands each chunk's distinct sequences to a worker, keeping at
+most two chunks per worker in flight and writing results back in input order. One process (the
+default) needs no pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+
+from protlc.alphabet import ALPHABET
+from protlc.data.chunks import ChunkWriter, iter_table_chunks
+from protlc.data.loading import EncodedSequences
+from protlc.dms import mutations as mut
+from protlc.dms.tables import MUTANT, MUTANT_COLUMN_CANDIDATES, MUTATED_SEQUENCE, read_wild_type, row_location
+from protlc.errors import ConfigError, InputError
+from protlc.training.checkpoint import load_checkpoint
+from protlc.training.inference import model_outputs
+
+FITNESS = "fitness"
+PREDICTED_FAMILY = "predicted_family"
+FAMILY_PROBABILITY = "family_probability"
+REJECT_COLUMNS = ("row", "token", "reason")
+IN_FLIGHT_PER_WORKER = 2
+
+
+@dataclass
+class ScoreSummary:
+    """What :func:`score_library` did; ``unique_sequences`` counts distinct sequences summed over chunks."""
+
+    rows: int
+    scored: int
+    rejected: int
+    unique_sequences: int
+    seconds: float
+    out: Path
+    rejects: Path | None
+
+
+class _ScoringOutputs(torch.nn.Module):
+    """``(B, L)`` tokens/mask -> ``(B, 1)`` fitness, or ``(B, 3)`` fitness, family index, its probability."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.with_family = getattr(model, "family", None) is not None
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        fitness = self.model(tokens, mask).float()[:, None]
+        if not self.with_family:
+            return fitness
+        probability, index = self.model.family_probabilities(tokens, mask).max(dim=1)
+        return torch.cat([fitness, index.float()[:, None], probability[:, None]], dim=1)
+
+
+class Predictor:
+    """Predicts distinct sequences with a loaded fitness model on one device."""
+
+    def __init__(self, model: torch.nn.Module, device: str, batch_size: int):
+        self.device = torch.device(device)
+        self.outputs = _ScoringOutputs(model.to(self.device).eval())
+        self.batch_size = batch_size
+
+    def __call__(self, sequences: list[str]) -> np.ndarray:
+        """``(U, 1)`` or ``(U, 3)`` float32 outputs for ``U`` sequences (see :class:`_ScoringOutputs`)."""
+        if not sequences:
+            return np.empty((0, 3 if self.outputs.with_family else 1), dtype=np.float32)
+        out = model_outputs(self.outputs, EncodedSequences(sequences), self.batch_size, self.device)
+        return out.reshape(len(sequences), -1)
+
+
+_WORKER: Predictor | None = None
+
+
+def _start_worker(checkpoint: str, devices: "multiprocessing.Queue", batch_size: int, threads: int) -> None:
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = Predictor(load_checkpoint(checkpoint, task="fitness").model, devices.get(), batch_size)
+
+
+def _predict_in_worker(sequences: list[str]) -> np.ndarray:
+    return _WORKER(sequences)
+
+
+class _Done:
+    """A finished result with the ``get()`` of ``multiprocessing.pool.AsyncResult``."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+@dataclass
+class _Library:
+    """Where rows come from: the chunks, which column holds mutants or sequences, how to name a row."""
+
+    chunks: Iterator[pd.DataFrame]
+    column: str
+    is_sequence: bool
+    name: str
+    total: int | None
+
+    def where(self, row: int) -> str:
+        path = Path(self.name)
+        return row_location(path, row) if path.suffix else f"{self.name}, row {row}"
+
+
+def _generated(mutants: Iterator[str], chunk_size: int) -> Iterator[pd.DataFrame]:
+    start = 0
+    while batch := list(itertools.islice(mutants, chunk_size)):
+        yield pd.DataFrame({MUTANT: batch}, index=pd.RangeIndex(start, start + len(batch)))
+        start += len(batch)
+
+
+def _open_library(library, saturation: bool, combinatorial: str | None, wt: str, offset: int, chunk_size: int,
+                  mutant_column: str | None) -> _Library:
+    sources = sum([library is not None, saturation, combinatorial is not None])
+    if sources != 1:
+        raise ConfigError("give exactly one library: a LIBRARY file, --saturation or --combinatorial SPEC")
+    if saturation:
+        mutants = mut.saturation(wt, offset)
+        return _Library(_generated(iter(mutants), chunk_size), MUTANT, False, "--saturation library", len(mutants))
+    if combinatorial is not None:
+        total = mut.combinatorial_count(wt, combinatorial, offset)
+        return _Library(_generated(mut.combinatorial(wt, combinatorial, offset), chunk_size), MUTANT, False,
+                        "--combinatorial library", total)
+    path = Path(library)
+    chunks = iter_table_chunks(path, chunk_size)
+    first = next(chunks, None)
+    if first is None or first.empty:
+        raise InputError(f"{path}: the library has no rows")
+    columns = [str(c) for c in first.columns]
+    if mutant_column is not None and mutant_column not in columns:
+        raise InputError(f"{path}: no mutant column {mutant_column!r} (columns: {', '.join(columns)})")
+    column = mutant_column or next((c for c in MUTANT_COLUMN_CANDIDATES if c in columns), None)
+    if column is None and MUTATED_SEQUENCE not in columns:
+        raise InputError(f"{path}: no mutant column ({', '.join(MUTANT_COLUMN_CANDIDATES)}) and no "
+                         f"{MUTATED_SEQUENCE} column (columns: {', '.join(columns)}); name it with --mutant-column")
+    total = pq.ParquetFile(path).metadata.num_rows if path.suffix.lower() == ".parquet" else None
+    return _Library(itertools.chain([first], chunks), column or MUTATED_SEQUENCE, column is None, str(path), total)
+
+
+def _sequence_problem(sequence, length: int | None) -> str | None:
+    if not isinstance(sequence, str) or not sequence:
+        return "empty mutated_sequence"
+    problem = ALPHABET.problem(sequence, allow_stop=True)
+    if problem is None and length is not None and len(sequence) != length:
+        problem = f"sequence has {len(sequence)} residues but the model takes {length} (the wild type's length)"
+    return problem
+
+
+def _check_chunk(frame: pd.DataFrame, library: _Library, applier: mut.MutantApplier, length: int | None
+                 ) -> tuple[list, list[tuple[int, str, str]]]:
+    """Sequences of a chunk (None for an invalid row) and ``(chunk row, token, reason)`` of invalid rows."""
+    values = frame[library.column].tolist()
+    if library.is_sequence:
+        values = [v.strip() if isinstance(v, str) else v for v in values]
+        problems = [(i, str(v), p) for i, v in enumerate(values) if (p := _sequence_problem(v, length))]
+        bad = {i for i, _, _ in problems}
+        return [None if i in bad else v for i, v in enumerate(values)], problems
+    sequences, errors = applier.apply_many(values)
+    if MUTATED_SEQUENCE in frame:
+        given = frame[MUTATED_SEQUENCE].tolist()
+        for i, (ours, theirs) in enumerate(zip(sequences, given)):
+            if ours is not None and ours != theirs:
+                errors.append((i, str(values[i]), "mutated_sequence disagrees with the mutant applied to the wild type"))
+                sequences[i] = None
+        errors.sort()
+    return sequences, errors
+
+
+def _raise_first(errors, frame: pd.DataFrame, library: _Library, applier: mut.MutantApplier) -> None:
+    row, token, reason = errors[0]
+    hint = ""
+    if not library.is_sequence and ("wild-type letter" in reason or "beyond" in reason):
+        fit = mut.suggest_offset(applier.wt, frame[library.column].tolist(), applier.notation)
+        if fit is not None and fit != applier.offset:
+            hint = f"; the wild-type letters all match with --offset {fit}"
+    context = "" if library.is_sequence else f" [notation {applier.notation}, offset {applier.offset}]"
+    raise InputError(f"{library.where(int(frame.index[row]))}: {'sequence' if library.is_sequence else 'mutant'} "
+                     f"{token[:60]!r}: {reason}{context}{hint} (use --skip-invalid to set such rows aside)")
+
+
+def rejects_path(out: str | Path) -> Path:
+    """``scores.parquet`` -> ``scores.rejects.csv`` (next to the output)."""
+    out = Path(out)
+    return out.with_name(f"{out.name[: -len(out.suffix)] if out.suffix else out.name}.rejects.csv")
+
+
+def _resolve_reference(loaded, wt, offset: int | None, notation: str) -> tuple[str, int | None]:
+    """The wild type to apply mutants to, and the offset (the checkpoint's numbering for its own wild type)."""
+    stored = loaded.hparams.get("wild_type")
+    wild_type = read_wild_type(wt) if wt is not None else stored
+    if wild_type is None:
+        raise ConfigError("the checkpoint stores no wild type; give --wt SEQUENCE or FASTA")
+    length = loaded.model.fixed_length
+    if length is not None and len(wild_type) != length:
+        raise ConfigError(f"--wt has {len(wild_type)} residues but this model's positional head takes {length} "
+                          "(the wild type it was trained on)")
+    if offset is None and wild_type == stored:
+        offset = loaded.hparams.get("offset")
+    return wild_type, offset
+
+
+def score_library(checkpoint: str | Path, library: str | Path | None, out: str | Path, *, wt: str | Path | None = None,
+                  offset: int | None = None, notation: str = "auto", saturation: bool = False,
+                  combinatorial: str | None = None, skip_invalid: bool = False, mutant_column: str | None = None,
+                  batch_size: int = 512, chunk_size: int = 100_000, device: str = "cpu", devices: int = 1,
+                  output_column: str = FITNESS, progress: bool = False) -> ScoreSummary:
+    """Score every variant of a library with a fitness checkpoint; see the module docstring.
+
+    Args:
+        wt: FASTA path or sequence; None = the wild type stored in the checkpoint.
+        offset: number of the wild type's first residue in the mutant strings (generated libraries are
+            numbered from it); None = the checkpoint's offset when scoring the checkpoint's own wild type
+            (its training table's numbering, e.g. 126 for nn4dms Pab1), else the notation's default.
+        notation: ``auto`` (decided on the first chunk), ``proteingym``, ``nn4dms`` or ``esm``.
+        skip_invalid: write invalid rows to :func:`rejects_path` (``row, token, reason``; row = 0-based
+            data row) instead of failing on the first one.
+
+    Raises:
+        CheckpointError: not a fitness checkpoint (e.g. a family classifier).
+        InputError: unreadable or empty library, bad mutant (file, row, token and reason), bad sequence.
+        ConfigError: bad options (library sources, batch sizes, devices, output column).
+    """
+    if batch_size < 1 or chunk_size < 1 or devices < 1:
+        raise ConfigError("--batch-size, chunk size and --devices must be positive integers")
+    loaded = load_checkpoint(checkpoint, task="fitness")
+    started = time.perf_counter()
+    wild_type, offset = _resolve_reference(loaded, wt, offset, notation)
+    generated = saturation or combinatorial is not None
+    if generated:
+        notation, offset = mut.resolve_notation("proteingym", offset)
+    source = _open_library(library, saturation, combinatorial, wild_type, offset, chunk_size, mutant_column)
+    first = next(source.chunks)
+    source.chunks = itertools.chain([first], source.chunks)
+    if output_column in first.columns:
+        raise ConfigError(f"{source.name} already has a column {output_column!r}; choose another --output-column")
+    if notation == "auto" and not source.is_sequence:
+        try:
+            notation = mut.detect_notation(first[source.column].tolist())
+        except InputError as exc:
+            raise InputError(f"{source.name}: {exc}") from None
+    notation, offset = mut.resolve_notation("proteingym" if notation == "auto" else notation, offset)
+    applier = mut.applier(wild_type, notation, offset)
+    labels = [lab.get("family_id", str(lab)) if isinstance(lab, dict) else str(lab) for lab in loaded.labels]
+
+    pool = None
+    if devices > 1:
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        for i in range(devices):
+            queue.put(f"cuda:{i}" if device.startswith("cuda") else device)
+        threads = max(1, (os.cpu_count() or 1) // devices) if device == "cpu" else 1
+        pool = context.Pool(devices, _start_worker, (str(checkpoint), queue, batch_size, threads))
+        predict = lambda seqs: pool.apply_async(_predict_in_worker, (seqs,))  # noqa: E731
+    else:
+        predictor = Predictor(loaded.model, device, batch_size)
+        predict = lambda seqs: _Done(predictor(seqs))  # noqa: E731
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=source.total, desc="score", unit="variant", disable=not progress)
+    counts = {"rows": 0, "scored": 0, "rejected": 0, "unique": 0}
+    rejects_file = rejects_path(out) if skip_invalid else None
+
+    def write(job, writer, reject_writer) -> None:
+        frame, codes, pending = job
+        outputs = pending.get()[codes]
+        frame[output_column] = outputs[:, 0]
+        if outputs.shape[1] == 3:
+            frame[PREDICTED_FAMILY] = np.asarray(labels, dtype=object)[outputs[:, 1].astype(np.int64)]
+            frame[FAMILY_PROBABILITY] = outputs[:, 2]
+        writer.write(frame)
+        bar.update(len(frame))
+
+    try:
+        with ChunkWriter(out) as writer, _optional_writer(rejects_file) as reject_writer:
+            in_flight: deque = deque()
+            for frame in source.chunks:
+                counts["rows"] += len(frame)
+                sequences, errors = _check_chunk(frame, source, applier, loaded.model.fixed_length)
+                if errors and not skip_invalid:
+                    _raise_first(errors, frame, source, applier)
+                if errors:
+                    reject_writer.write(pd.DataFrame([(int(frame.index[r]), t, why) for r, t, why in errors],
+                                                     columns=list(REJECT_COLUMNS)))
+                    bar.update(len(errors))
+                    keep = np.array([s is not None for s in sequences])
+                    frame = frame[keep]
+                    sequences = [s for s in sequences if s is not None]
+                codes, uniques = pd.factorize(pd.Series(sequences, dtype=object))
+                counts["scored"] += len(frame)
+                counts["rejected"] += len(errors)
+                counts["unique"] += len(uniques)
+                in_flight.append((frame.reset_index(drop=True), codes, predict(list(uniques))))
+                while len(in_flight) > (IN_FLIGHT_PER_WORKER * devices if pool is not None else 0):
+                    write(in_flight.popleft(), writer, reject_writer)
+            while in_flight:
+                write(in_flight.popleft(), writer, reject_writer)
+            if reject_writer is not None and reject_writer.rows == 0:
+                reject_writer.write(pd.DataFrame(columns=list(REJECT_COLUMNS)))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+    return ScoreSummary(counts["rows"], counts["scored"], counts["rejected"], counts["unique"],
+                        time.perf_counter() - started, Path(out), rejects_file)
+
+
+class _optional_writer:
+    """``ChunkWriter(path)`` when a path is given, else a context that yields None."""
+
+    def __init__(self, path: Path | None):
+        self.writer = ChunkWriter(path) if path is not None else None
+
+    def __enter__(self):
+        return self.writer.__enter__() if self.writer is not None else None
+
+    def __exit__(self, *exc):
+        return self.writer.__exit__(*exc) if self.writer is not None else False

@@ -1,0 +1,270 @@
+"""Load a DMS table (CSV, TSV or Parquet) and its wild type into one canonical DataFrame.
+
+Canonical columns (constants below): ``mutant`` (the original string; derived in ProteinGym notation when
+the table only has sequences), ``mutated_sequence``, ``num_mutations`` (residues that differ from the
+wild type), ``positions`` (tuple of their 0-based indices), ``score`` (float; absent for libraries
+loaded with ``require_score=False``). Rows keep their input order and index ``0..n-1``, which is the
+numbering of nn4dms split files. ``DataFrame.attrs`` records ``wild_type``, ``notation``, ``offset``
+and ``source``.
+
+nn4dms tables number residues 0-based plus the data set's ``wt_offset`` (Pab1: 126). Three easy ways:
+``--offset 126`` with any ``--wt``; or leave out ``--wt`` for a table kept in the nn4dms layout
+(``<root>/pab1/pab1.tsv`` next to ``<root>/wt_sequences.tsv``), which supplies both the wild type and
+its offset; or :func:`read_nn4dms_wild_type`. A wrong offset fails with a hint naming the right one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from protlc.alphabet import ALPHABET
+from protlc.dms.mutations import (
+    MUTANT_LETTERS,
+    WILD_TYPE_LETTERS,
+    apply_many,
+    detect_notation,
+    format_mutant,
+    Substitution,
+    resolve_notation,
+    suggest_offset,
+)
+from protlc.errors import InputError
+
+MUTANT = "mutant"
+MUTATED_SEQUENCE = "mutated_sequence"
+NUM_MUTATIONS = "num_mutations"
+POSITIONS = "positions"
+SCORE = "score"
+CANONICAL_COLUMNS = (MUTANT, MUTATED_SEQUENCE, NUM_MUTATIONS, POSITIONS, SCORE)
+
+MUTANT_COLUMN_CANDIDATES = ("mutant", "variant", "mutation", "mutations")
+SEQUENCE_COLUMN_CANDIDATES = ("mutated_sequence",)
+SCORE_COLUMN_CANDIDATES = ("score", "DMS_score", "fitness")
+NN4DMS_WT_TABLE = "wt_sequences.tsv"
+_TEXT_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}
+_ALLOWED_BYTES = np.zeros(256, dtype=bool)
+_ALLOWED_BYTES[[ord(c) for c in WILD_TYPE_LETTERS | MUTANT_LETTERS]] = True
+
+
+def read_wild_type(seq_or_fasta: str | Path) -> str:
+    """The wild-type sequence from a FASTA file (exactly one record) or a literal sequence string.
+
+    Raises:
+        InputError: unreadable FASTA, not exactly one record, or invalid residues.
+    """
+    text = str(seq_or_fasta).strip()
+    path = Path(text)
+    if _is_file(path):
+        from Bio import SeqIO
+
+        try:
+            records = list(SeqIO.parse(path, "fasta"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise InputError(f"{path}: not a readable FASTA file ({err})") from None
+        if len(records) != 1:
+            raise InputError(f"{path}: the wild-type FASTA must hold exactly one record, found {len(records)}")
+        sequence, origin = ALPHABET.clean(str(records[0].seq)), f"{path}, record {records[0].id!r}"
+    else:
+        sequence, origin = ALPHABET.clean(text), "--wt"
+    problem = ALPHABET.problem(sequence)
+    if problem:
+        hint = "" if origin != "--wt" else f" ({text[:40]!r} is neither an existing FASTA file nor a protein sequence)"
+        raise InputError(f"{origin}: wild type: {problem}{hint}")
+    return sequence
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a long literal sequence is "File name too long"
+        return False
+
+
+def read_nn4dms_wild_type(wt_table: str | Path, dataset: str) -> tuple[str, int]:
+    """``(wild type, wt_offset)`` of ``dataset`` (e.g. ``pab1``) from nn4dms' ``wt_sequences.tsv``.
+
+    Raises:
+        InputError: unreadable table or unknown data set.
+    """
+    table = _read(Path(wt_table))
+    missing = {"dataset", "wt_offset", "wt_aa"} - set(table.columns)
+    if missing:
+        raise InputError(f"{wt_table}: not an nn4dms wild-type table (missing columns {sorted(missing)})")
+    rows = table[table["dataset"] == dataset]
+    if rows.empty:
+        raise InputError(f"{wt_table}: no data set {dataset!r} (have {', '.join(map(str, table['dataset']))})")
+    return read_wild_type(rows["wt_aa"].iloc[0]), int(rows["wt_offset"].iloc[0])
+
+
+def locate_nn4dms_wild_type(table_path: str | Path) -> tuple[str, int] | None:
+    """Wild type and offset for ``<root>/<name>/<name>.tsv`` when ``<root>/wt_sequences.tsv`` lists ``name``."""
+    table_path = Path(table_path)
+    wt_table = table_path.parent.parent / NN4DMS_WT_TABLE
+    if not wt_table.is_file():
+        return None
+    try:
+        return read_nn4dms_wild_type(wt_table, table_path.parent.name)
+    except InputError:
+        return None
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".xz", ".zst"):
+        suffixes = suffixes[:-1]
+    kind = suffixes[-1] if suffixes else ""
+    try:
+        if kind in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if kind in _TEXT_SEPARATORS:
+            return pd.read_csv(path, sep=_TEXT_SEPARATORS[kind], low_memory=False)
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        raise InputError(f"{path}: cannot read the table ({str(err).splitlines()[0]})") from None
+    raise InputError(f"{path}: unknown table format {kind or '(no extension)'!r}; use .csv, .tsv or .parquet")
+
+
+def row_location(path: str | Path, row: int) -> str:
+    """``file, row 5 (line 7)``: 0-based data row (as in split files) and, for text tables, the line."""
+    path = Path(path)
+    is_text = any(s.lower() in _TEXT_SEPARATORS for s in path.suffixes)
+    return f"{path}, row {row}" + (f" (line {row + 2})" if is_text else "")
+
+
+def _pick(columns, requested: str | None, candidates: tuple[str, ...], what: str, path: Path,
+          required: bool) -> str | None:
+    if requested is not None:
+        if requested not in columns:
+            raise InputError(f"{path}: no {what} column {requested!r} (columns: {', '.join(map(str, columns))})")
+        return requested
+    found = next((c for c in candidates if c in columns), None)
+    if found is None and required:
+        raise InputError(f"{path}: no {what} column (looked for {', '.join(candidates)}; columns: "
+                         f"{', '.join(map(str, columns))}); name it with --{what.replace(' ', '-')}-column")
+    return found
+
+
+def sequence_matrix(sequences: list[str], length: int) -> np.ndarray:
+    """``(n, length)`` uint8 matrix of equal-length ASCII sequences."""
+    return np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8).reshape(len(sequences), length)
+
+
+def _check_sequences(sequences: list, wt: str, path: Path) -> None:
+    for row, seq in enumerate(sequences):
+        if not isinstance(seq, str) or len(seq) != len(wt):
+            size = len(seq) if isinstance(seq, str) else 0
+            raise InputError(f"{row_location(path, row)}: mutated_sequence has length {size} but the wild type has "
+                             f"{len(wt)}; only substitution variants are supported")
+    if not sequences:
+        return
+    matrix = np.frombuffer("".join(sequences).encode("ascii", "replace"), dtype=np.uint8).reshape(len(sequences), len(wt))
+    bad = np.argwhere(~_ALLOWED_BYTES[matrix])
+    if len(bad):
+        row, col = bad[0]
+        raise InputError(f"{row_location(path, int(row))}: mutated_sequence has an invalid residue "
+                         f"{chr(matrix[row, col])!r} at position {col + 1}")
+
+
+def _mutation_columns(sequences: list[str], wt: str) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    diff = sequence_matrix(sequences, len(wt)) != np.frombuffer(wt.encode("ascii"), dtype=np.uint8)
+    counts = diff.sum(axis=1)
+    _, cols = np.nonzero(diff)
+    positions = [tuple(p.tolist()) for p in np.split(cols, np.cumsum(counts)[:-1])] if len(sequences) else []
+    return counts.astype(np.int64), positions
+
+
+def _apply_or_raise(mutants: list, wt: str, notation: str, offset: int, path: Path) -> list[str]:
+    sequences, errors = apply_many(wt, mutants, notation, offset, stop_at_first_error=True)
+    if errors:
+        row, token, message = errors[0]
+        hint = ""
+        if "wild-type letter" in message or "beyond" in message or "before the first" in message:
+            fit = suggest_offset(wt, mutants, notation)
+            if fit is not None and fit != offset:
+                hint = f"; the wild-type letters all match with --offset {fit}"
+        raise InputError(f"{row_location(path, row)}: mutant {token!r}: {message} "
+                         f"[notation {notation}, offset {offset}]{hint}")
+    return sequences
+
+
+def load_dms_table(path: str | Path, wt: str | Path | None = None, notation: str = "auto",
+                   offset: int | None = None, score_column: str | None = None,
+                   mutant_column: str | None = None, require_score: bool = True) -> pd.DataFrame:
+    """Read a DMS table and return the canonical DataFrame described in the module docstring.
+
+    Args:
+        wt: FASTA path or literal sequence; None only for a table in the nn4dms layout.
+        notation: ``auto`` (see :func:`protlc.dms.mutations.detect_notation`), ``proteingym``, ``nn4dms``, ``esm``.
+        offset: number of the wild type's first residue in the mutant strings; None = notation default
+            (for nn4dms, the layout's ``wt_offset`` when the wild type matches it).
+        score_column: None picks the first of ``score``, ``DMS_score``, ``fitness``.
+        mutant_column: None picks the first of ``mutant``, ``variant``, ``mutation``, ``mutations``;
+            without one, a ``mutated_sequence`` column is required.
+
+    Raises:
+        InputError: unreadable or empty table, missing columns, a bad mutant (file, row and token), a
+            mutated_sequence that disagrees with its mutant or the wild-type length, a non-numeric score.
+    """
+    path = Path(path)
+    located = locate_nn4dms_wild_type(path)
+    if wt is None:
+        if located is None:
+            raise InputError(f"{path}: give the wild-type sequence (--wt SEQUENCE or FASTA)")
+        wild_type = located[0]
+    else:
+        wild_type = read_wild_type(wt)
+    table = _read(path)
+    if table.empty:
+        raise InputError(f"{path}: the table has no rows")
+    mutant_col = _pick(table.columns, mutant_column, MUTANT_COLUMN_CANDIDATES, "mutant", path, required=False)
+    sequence_col = _pick(table.columns, None, SEQUENCE_COLUMN_CANDIDATES, "sequence", path, required=False)
+    if mutant_col is None and sequence_col is None:
+        raise InputError(f"{path}: no mutant column ({', '.join(MUTANT_COLUMN_CANDIDATES)}) and no mutated_sequence "
+                         f"column (columns: {', '.join(map(str, table.columns))}); name it with --mutant-column")
+    score_col = _pick(table.columns, score_column, SCORE_COLUMN_CANDIDATES, "score", path, required=require_score)
+
+    given_sequences = table[sequence_col].tolist() if sequence_col else None
+    if mutant_col is not None:
+        mutants = table[mutant_col].tolist()
+        if notation == "auto":
+            try:
+                notation = detect_notation(mutants)
+            except InputError as err:
+                raise InputError(f"{path}: {err}") from None
+        if offset is None and notation == "nn4dms" and located is not None and located[0] == wild_type:
+            offset = located[1]
+        notation, offset = resolve_notation(notation, offset)
+        sequences = _apply_or_raise(mutants, wild_type, notation, offset, path)
+        if given_sequences is not None:
+            for row, (ours, theirs) in enumerate(zip(sequences, given_sequences)):
+                if ours != theirs:
+                    raise InputError(f"{row_location(path, row)}: mutated_sequence disagrees with mutant "
+                                     f"{mutants[row]!r} applied to the wild type (wrong --wt or --offset?)")
+    else:
+        notation, offset = resolve_notation("proteingym" if notation == "auto" else notation, offset)
+        _check_sequences(given_sequences, wild_type, path)
+        sequences = given_sequences
+    counts, positions = _mutation_columns(sequences, wild_type)
+    if mutant_col is None:
+        mutants = [format_mutant([Substitution(p, wild_type[p], s[p]) for p in pos], notation, offset)
+                   for s, pos in zip(sequences, positions)]
+    frame = pd.DataFrame({MUTANT: mutants, MUTATED_SEQUENCE: sequences, NUM_MUTATIONS: counts,
+                          POSITIONS: positions})
+    if score_col is not None:
+        frame[SCORE] = _scores(table[score_col], path, score_col)
+    frame.attrs.update(wild_type=wild_type, notation=notation, offset=offset, source=str(path))
+    return frame
+
+
+def _scores(column: pd.Series, path: Path, name: str) -> np.ndarray:
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        row = int(bad[0])
+        raise InputError(f"{row_location(path, row)}: score column {name!r} holds {column.iloc[row]!r}, not a "
+                         f"finite number ({len(bad)} such rows; drop or fill them)")
+    return values

@@ -1,0 +1,315 @@
+"""Robust losses (SPEC §1) and derivative manipulation (SPEC §2), as small units plus a registry.
+
+Shapes: ``B`` examples, ``C`` classes. Every loss is built by name with :func:`build_loss` and called as
+``loss_fn(logits (B, C), labels (B,) long, step, total_steps) -> LossOutput``, where ``step`` is the
+1-based optimizer step and ``total_steps`` the run's total optimizer steps (Γ).
+
+All target-based losses are cross-entropy against a detached target ``q̃`` averaged over the batch,
+``L = mean_i -Σ_j q̃_ij log p_ij`` with ``log p`` from ``log_softmax`` (finite even where ``q̃`` is
+negative, as for CP). Their logit gradient is ``(Σ_j q̃_ij · p_i - q̃_i) / B`` (``(p_i - q̃_i) / B`` when
+the target sums to 1). DM is not a target: it weights each example's cross-entropy by a detached,
+batch-normalised ``w_i`` so the logit gradient is ``w_i (p_i - y_i)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from protlc.errors import ConfigError
+
+
+class LossOutput(NamedTuple):
+    """What one loss call returns.
+
+    Attributes:
+        loss: scalar to back-propagate.
+        epsilon: ``(B,)`` detached ε used per example, or None (CCE, DM: no target correction).
+        weights: ``(B,)`` detached normalised DM weights (sum 1), or None.
+        target: ``(B, C)`` detached target q̃, or None (CCE, DM: the observed one-hot label).
+    """
+
+    loss: torch.Tensor
+    epsilon: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+
+
+# ---- pure units -------------------------------------------------------------------------------
+
+def global_trust(step: int, total_steps: int, B: float = 12.0, tau: float = 0.5) -> float:
+    """g(t) = 1 / (1 + exp(-B (t/Γ - τ))): trust in the learner, rising from ~0 to ~1 over the run.
+
+    Raises:
+        ConfigError: ``total_steps`` < 1 or ``step`` < 1.
+    """
+    if total_steps < 1 or step < 1:
+        raise ConfigError(f"global trust needs step >= 1 and total_steps >= 1, got step={step}, total_steps={total_steps}")
+    x = B * (step / total_steps - tau)
+    if x >= 0:  # the two branches keep exp() from overflowing for any B
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def local_trust(p: torch.Tensor) -> torch.Tensor:
+    """l(p) = 1 - H(p)/log C per row (0·log 0 = 0), clamped to [0, 1] against rounding.
+
+    Args:
+        p: ``(B, C)`` probabilities, C >= 2.
+
+    Returns:
+        ``(B,)``: 1 for a one-hot row, 0 for the uniform distribution.
+    """
+    entropy = -torch.special.xlogy(p, p).sum(dim=-1)
+    return (1.0 - entropy / math.log(p.shape[-1])).clamp(0.0, 1.0)
+
+
+def corrected_target(y: torch.Tensor, q: torch.Tensor, epsilon: torch.Tensor | float) -> torch.Tensor:
+    """q̃ = (1 - ε) y + ε q.
+
+    LS uses q = uniform (``1/C``), Boot-soft and ProSelfLC q = p̂, CP q = -p̂.
+
+    Args:
+        y: ``(B, C)`` one-hot observed labels.
+        q: ``(B, C)`` or ``(C,)`` what the target moves towards.
+        epsilon: a float or ``(B,)`` per-example ε.
+
+    Returns:
+        ``(B, C)``.
+    """
+    if isinstance(epsilon, torch.Tensor):
+        epsilon = epsilon.unsqueeze(-1)
+    return (1.0 - epsilon) * y + epsilon * q
+
+
+def dm_weights(p_y: torch.Tensor, beta: float, lam: float) -> torch.Tensor:
+    """Normalised DM weights w_i ∝ exp(β p_i^λ (1 - p_i)), summing to 1 over the batch.
+
+    Args:
+        p_y: ``(B,)`` probability of each example's observed label (detached by the caller).
+        beta: β >= 0, how strongly examples are told apart (0 gives uniform weights).
+        lam: λ >= 0; the weight peaks at p = :func:`emphasis_mode` (λ).
+
+    Returns:
+        ``(B,)``.
+    """
+    return torch.softmax(beta * p_y.pow(lam) * (1.0 - p_y), dim=0)
+
+
+def emphasis_mode(lam: float) -> float:
+    """ψ = λ / (λ + 1): the p(y|x) that gets the largest DM weight."""
+    return lam / (lam + 1.0)
+
+
+def sharpened(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """p̂ = softmax(z / T) of detached float32 logits ``(B, C)``."""
+    return torch.softmax(logits.detach().float() / temperature, dim=-1)
+
+
+# ---- loss modules -----------------------------------------------------------------------------
+
+class RobustLoss(nn.Module):
+    """Cross-entropy against a detached target; subclasses define :meth:`targets`.
+
+    Args:
+        num_classes: C >= 2.
+    """
+
+    name = "base"
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+            raise ConfigError(f"loss {self.name!r}: num_classes must be an integer >= 2, got {num_classes!r}")
+        self.num_classes = num_classes
+
+    def params(self) -> dict:
+        """The loss's hyper-parameters as plain values (for configs and logs)."""
+        return {}
+
+    def targets(self, logits: torch.Tensor, labels: torch.Tensor, step: int, total_steps: int):
+        """Detached target ``(B, C)`` and per-example ε ``(B,)`` (or None) for these logits."""
+        raise NotImplementedError
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, step: int, total_steps: int) -> LossOutput:
+        """``logits`` ``(B, C)`` (any float dtype; computed in float32), ``labels`` ``(B,)`` long."""
+        log_p = F.log_softmax(logits.float(), dim=-1)
+        with torch.no_grad():
+            target, epsilon = self.targets(logits, labels, step, total_steps)
+        loss = -(target * log_p).sum(dim=-1).mean()
+        return LossOutput(loss=loss, epsilon=epsilon, target=target)
+
+    def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(labels, self.num_classes).float()
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.params().items())
+
+
+class CrossEntropy(RobustLoss):
+    """CCE: target = y."""
+
+    name = "cce"
+
+    def targets(self, logits, labels, step, total_steps):
+        return self._one_hot(labels), None
+
+    def forward(self, logits, labels, step, total_steps) -> LossOutput:
+        return LossOutput(loss=F.cross_entropy(logits.float(), labels))
+
+
+class LabelSmoothing(RobustLoss):
+    """LS: q̃ = (1 - ε) y + ε/C."""
+
+    name = "ls"
+
+    def __init__(self, num_classes: int, epsilon: float = 0.125) -> None:
+        super().__init__(num_classes)
+        self.epsilon = _check_range(self.name, "epsilon", epsilon, 0.0, 1.0, hi_open=True)
+
+    def params(self):
+        return {"epsilon": self.epsilon}
+
+    def targets(self, logits, labels, step, total_steps):
+        eps = torch.full(labels.shape, self.epsilon, device=logits.device)
+        return corrected_target(self._one_hot(labels), 1.0 / self.num_classes, eps), eps
+
+
+class _FixedSelfTarget(RobustLoss):
+    """q̃ = (1 - ε) y + sign · ε p̂ with a fixed ε (Boot-soft: +1, CP: -1)."""
+
+    sign = 1.0
+
+    def __init__(self, num_classes: int, epsilon: float = 0.25, temperature: float = 1.0) -> None:
+        super().__init__(num_classes)
+        self.epsilon = _check_range(self.name, "epsilon", epsilon, 0.0, 1.0, hi_open=True)
+        self.temperature = _check_temperature(self.name, temperature)
+
+    def params(self):
+        return {"epsilon": self.epsilon, "temperature": self.temperature}
+
+    def targets(self, logits, labels, step, total_steps):
+        eps = torch.full(labels.shape, self.epsilon, device=logits.device)
+        q = self.sign * sharpened(logits, self.temperature)
+        return corrected_target(self._one_hot(labels), q, eps), eps
+
+
+class ConfidencePenalty(_FixedSelfTarget):
+    """CP: q̃ = (1 - ε) y - ε p̂ (sums to 1 - 2ε; negative entries are fine)."""
+
+    name = "cp"
+    sign = -1.0
+
+    def __init__(self, num_classes: int, epsilon: float = 0.25, temperature: float = 0.4) -> None:
+        super().__init__(num_classes, epsilon, temperature)
+
+
+class BootSoft(_FixedSelfTarget):
+    """Boot-soft: q̃ = (1 - ε) y + ε p̂."""
+
+    name = "bootsoft"
+
+    def __init__(self, num_classes: int, epsilon: float = 0.25, temperature: float = 0.2) -> None:
+        super().__init__(num_classes, epsilon, temperature)
+
+
+class ProSelfLC(RobustLoss):
+    """ProSelfLC: q̃ = (1 - ε_i) y + ε_i p̂, ε_i = g(t) · l(p̂_i); T < 1 is ProSelfLC-AT."""
+
+    name = "proselflc"
+
+    def __init__(self, num_classes: int, B: float = 12.0, tau: float = 0.5, temperature: float = 1.0) -> None:
+        super().__init__(num_classes)
+        self.B = _check_range(self.name, "B", B, 0.0, math.inf)
+        self.tau = _check_range(self.name, "tau", tau, 0.0, 1.0)
+        self.temperature = _check_temperature(self.name, temperature)
+
+    def params(self):
+        return {"B": self.B, "tau": self.tau, "temperature": self.temperature}
+
+    def targets(self, logits, labels, step, total_steps):
+        p_hat = sharpened(logits, self.temperature)
+        eps = global_trust(step, total_steps, self.B, self.tau) * local_trust(p_hat)
+        return corrected_target(self._one_hot(labels), p_hat, eps), eps
+
+
+class DerivativeManipulation(RobustLoss):
+    """DM: loss = Σ_i w_i CE_i with detached, batch-normalised w_i = dm_weights(p(y_i|x_i), β, λ)."""
+
+    name = "dm"
+
+    def __init__(self, num_classes: int, beta: float = 8.0, lam: float = 1.0) -> None:
+        super().__init__(num_classes)
+        self.beta = _check_range(self.name, "beta", beta, 0.0, math.inf)
+        self.lam = _check_range(self.name, "lam", lam, 0.0, math.inf)
+
+    def params(self):
+        return {"beta": self.beta, "lam": self.lam}
+
+    def targets(self, logits, labels, step, total_steps):
+        return self._one_hot(labels), None
+
+    def forward(self, logits, labels, step, total_steps) -> LossOutput:
+        log_p = F.log_softmax(logits.float(), dim=-1)
+        per_example = F.nll_loss(log_p, labels, reduction="none")
+        with torch.no_grad():
+            weights = dm_weights(torch.exp(-per_example), self.beta, self.lam)
+        return LossOutput(loss=(weights * per_example).sum(), weights=weights)
+
+
+def _check_range(loss: str, key: str, value, lo: float, hi: float, hi_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value
+    ok = ok and (value < hi if hi_open else value <= hi)
+    if not ok:
+        bracket = ")" if hi_open else "]"
+        raise ConfigError(f"loss {loss!r}: {key} must be a number in [{lo:g}, {hi:g}{bracket}, got {value!r}")
+    return float(value)
+
+
+def _check_temperature(loss: str, value) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value <= 1.0
+    if not ok:
+        raise ConfigError(f"loss {loss!r}: temperature must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+# ---- registry ---------------------------------------------------------------------------------
+
+# name -> (class, default overrides); `proselflc_at` is ProSelfLC with the SPEC's low temperature.
+LOSSES: dict[str, tuple[type[RobustLoss], dict]] = {
+    "cce": (CrossEntropy, {}),
+    "ls": (LabelSmoothing, {}),
+    "cp": (ConfidencePenalty, {}),
+    "bootsoft": (BootSoft, {}),
+    "proselflc": (ProSelfLC, {}),
+    "proselflc_at": (ProSelfLC, {"temperature": 0.2}),
+    "dm": (DerivativeManipulation, {}),
+}
+
+
+def loss_names() -> list[str]:
+    """Registered loss names."""
+    return list(LOSSES)
+
+
+def build_loss(name: str, num_classes: int, **params) -> RobustLoss:
+    """Build a registered loss with its SPEC defaults, overridden by ``params``.
+
+    Raises:
+        ConfigError: unknown name, unknown parameter, or a value out of range.
+    """
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
+    cls, defaults = LOSSES[name]
+    accepted = list(inspect.signature(cls.__init__).parameters)[2:]  # after self, num_classes
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        valid = ", ".join(accepted) if accepted else "none"
+        raise ConfigError(f"loss {name!r}: unknown parameter(s) {', '.join(unknown)}; valid parameters: {valid}")
+    return cls(num_classes, **{**defaults, **params})

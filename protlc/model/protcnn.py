@@ -1,0 +1,322 @@
+"""ProtCNN (SPEC §5): a dilated residual CNN over soft one-hot residues, masked so padding never counts.
+
+Shapes: ``B`` sequences, ``L`` padded length, ``F`` filters, ``C`` classes. Inputs are token ids from
+:mod:`protlc.alphabet` (``(B, L)``, 0 = padding) and a residue mask (``(B, L)`` bool, True = residue).
+
+Padding invariance (predictions do not change when more padding is added) holds because
+
+* every convolution's output is re-zeroed at padding, and so is every BatchNorm's, so each
+  convolution reads zeros there and the residual stream is zero at padding after every block;
+* BatchNorm is :class:`MaskedBatchNorm1d`: training-mode statistics are taken over residue positions
+  only, and its output is re-masked (a plain BatchNorm would both count padding in its statistics
+  and write ``bias - mean * scale`` into the padding that the next dilated convolution reads);
+* max-pooling sets padding to ``-inf`` first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from protlc.alphabet import ALPHABET
+from protlc.errors import ConfigError
+from protlc.model.heads import ClassificationHead, init_parameters_
+
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+DEFAULT_INIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class ProtCNNConfig:
+    """Sizes of a ProtCNN encoder; plain values only so it can travel inside a checkpoint.
+
+    Attributes:
+        filters: F, channels of the residual stream.
+        dilations: one residual block per entry, its dilation rate.
+        kernel_size: width of the input and dilated convolutions (odd, so "same" padding is exact).
+        bottleneck_factor: the dilated convolution has ``round(F * bottleneck_factor)`` channels.
+        dropout: dropout probability on the pooled embedding (0 disables it).
+
+    Raises:
+        ConfigError: a value is out of range or of the wrong type.
+    """
+
+    filters: int
+    dilations: tuple[int, ...]
+    kernel_size: int = 9
+    bottleneck_factor: float = 0.5
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        dilations = self.dilations
+        if isinstance(dilations, (list, tuple)):
+            object.__setattr__(self, "dilations", tuple(dilations))
+        if not _is_int(self.filters) or self.filters < 1:
+            raise ConfigError(f"model: filters must be a positive integer, got {self.filters!r}")
+        if not self.dilations or not all(_is_int(d) and d >= 1 for d in self.dilations):
+            raise ConfigError(
+                f"model: dilations must be a non-empty list of positive integers, got {dilations!r}"
+            )
+        if not _is_int(self.kernel_size) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"model: kernel_size must be a positive odd integer, got {self.kernel_size!r}")
+        if not _is_number(self.bottleneck_factor) or not 0.0 < self.bottleneck_factor <= 1.0:
+            raise ConfigError(
+                f"model: bottleneck_factor must be in (0, 1], got {self.bottleneck_factor!r}"
+            )
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model: dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def bottleneck_channels(self) -> int:
+        """Channels of each block's dilated convolution (``F/2`` for the published model)."""
+        return max(1, round(self.filters * self.bottleneck_factor))
+
+    @property
+    def receptive_field(self) -> int:
+        """Residues that can influence one output position (337 for the published model)."""
+        return 1 + (self.kernel_size - 1) * (1 + sum(self.dilations))
+
+    def to_dict(self) -> dict:
+        """Plain-primitive form (ints, floats, a list) for checkpoints and YAML."""
+        d = asdict(self)
+        d["dilations"] = list(self.dilations)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ProtCNNConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: unknown or missing keys, or invalid values.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"model: expected a mapping of model sizes, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"model: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}")
+        missing = [n for n in ("filters", "dilations") if n not in data]
+        if missing:
+            raise ConfigError(f"model: missing key(s) {', '.join(missing)}")
+        return cls(**data)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+PRESETS: dict[str, ProtCNNConfig] = {
+    # Bileschi et al. 2022: F = 1100, five blocks, receptive field 337.
+    "paper": ProtCNNConfig(filters=1100, dilations=(1, 1, 3, 9, 27)),
+    # CPU-sized: 0.27 M encoder parameters, 0.54 MFLOP/residue, receptive field 113 (a median domain);
+    # ~270 sequences/s training on one CPU thread. F=64 is 2.6x faster but learns slower; F=192 is 2x slower.
+    "small": ProtCNNConfig(filters=128, dilations=(1, 3, 9)),
+    # For unit tests only.
+    "tiny": ProtCNNConfig(filters=16, dilations=(1, 2)),
+}
+
+
+def get_preset(name: str) -> ProtCNNConfig:
+    """The named model size.
+
+    Raises:
+        ConfigError: ``name`` is not in :data:`PRESETS`.
+    """
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"unknown model preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}"
+        ) from None
+
+
+def flops_per_residue(config: ProtCNNConfig) -> int:
+    """Forward FLOPs (2 x multiply-adds) per residue position of the convolution stack.
+
+    Counts the input convolution and every block's dilated and 1x1 convolutions; BatchNorm, ReLU,
+    pooling and the head (a per-sequence cost of ``2 * F * C``) are left out. A training step costs
+    about 3x this (forward + backward). Padding positions cost the same as residues on the hardware.
+    """
+    f, fb, k = config.filters, config.bottleneck_channels, config.kernel_size
+    macs = ALPHABET.num_channels * f * k + len(config.dilations) * (f * fb * k + fb * f)
+    return 2 * macs
+
+
+class MaskedBatchNorm1d(nn.Module):
+    """BatchNorm over ``(B, C, L)`` whose statistics ignore padding; output is zero at padding.
+
+    Training: mean and (biased) variance over the residue positions of the batch, accumulated in
+    float32 from sums of ``x`` and ``x²`` (two reads of ``x``, no float32 copy of it: the input is zero
+    at padding, so sums over all positions are sums over residues); running statistics updated with the
+    unbiased variance as :class:`torch.nn.BatchNorm1d` does. Evaluation: running statistics.
+    Buffer and parameter names match ``nn.BatchNorm1d``. Deliberately not a subclass, so
+    ``SyncBatchNorm`` conversion leaves it alone (statistics are per-process under DDP).
+
+    Like any BatchNorm it needs batches that look like the data: a batch holding one family only
+    (strict length sorting when a length identifies a family, e.g. extHomFam's 12-residue ghf33
+    repeats) is normalised away in training and misclassified in evaluation. Bucket by length inside
+    random pools so families mix.
+    """
+
+    def __init__(self, num_features: int, eps: float = BN_EPS, momentum: float = BN_MOMENTUM) -> None:
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x``.
+
+        Args:
+            x: ``(B, C, L)`` activations, any float dtype, **zero at padding**.
+            mask: ``(B, 1, L)`` float32, 1 at residues, 0 at padding.
+            count: scalar float32 tensor, ``mask.sum()`` (number of residue positions in the batch).
+
+        Returns:
+            ``(B, C, L)`` in ``x``'s dtype, zero at padding.
+        """
+        if not self.training:
+            y = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+            return _masked(y, mask)
+        acc = torch.promote_types(x.dtype, torch.float32)
+        mean = x.sum(dim=(0, 2), dtype=acc) / count
+        mean_sq = torch.linalg.vector_norm(x, 2, dim=(0, 2), dtype=acc).square() / count
+        var = (mean_sq - mean.square()).clamp(min=0.0)
+        with torch.no_grad():
+            unbiased = var * (count / (count - 1).clamp(min=1.0))
+            self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+            self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        shift = self.bias - mean * scale
+        y = torch.addcmul(shift[:, None], x, scale[:, None]) * mask
+        return y.to(x.dtype)
+
+
+def _masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return x * mask.to(x.dtype)
+
+
+class ResidualBlock(nn.Module):
+    """BN -> ReLU -> dilated Conv1d (F -> Fb, k, d) -> BN -> ReLU -> Conv1d 1x1 (Fb -> F), plus skip.
+
+    The dilated convolution has no bias (the BatchNorm after it absorbs one). Both convolutions'
+    outputs are re-zeroed at padding.
+    """
+
+    def __init__(self, channels: int, bottleneck: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.bn_in = MaskedBatchNorm1d(channels)
+        self.conv_dilated = nn.Conv1d(
+            channels, bottleneck, kernel_size, dilation=dilation,
+            padding=dilation * (kernel_size - 1) // 2, bias=False,
+        )
+        self.bn_mid = MaskedBatchNorm1d(bottleneck)
+        self.conv_out = nn.Conv1d(bottleneck, channels, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, F, L)`` zero at padding -> ``(B, F, L)`` zero at padding (args as the BN's)."""
+        h = F.relu(self.bn_in(x, mask, count))
+        h = F.relu(self.bn_mid(_masked(self.conv_dilated(h), mask), mask, count))
+        return x + _masked(self.conv_out(h), mask)
+
+
+class ProtCNNEncoder(nn.Module):
+    """Residues -> one ``F``-dimensional embedding per sequence.
+
+    Args:
+        config: model sizes.
+        generator: source of the initial weights; None means a generator seeded with 0, so two
+            encoders built from the same config start identical unless a generator says otherwise.
+    """
+
+    def __init__(self, config: ProtCNNConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        k = config.kernel_size
+        # Fixed (non-trainable) input embedding: row t is the soft one-hot vector of token t.
+        self.register_buffer(
+            "residue_vectors", torch.from_numpy(ALPHABET.soft_one_hot()), persistent=False
+        )
+        self.conv_in = nn.Conv1d(ALPHABET.num_channels, config.filters, k, padding=(k - 1) // 2)
+        self.blocks = nn.ModuleList(
+            ResidualBlock(config.filters, config.bottleneck_channels, k, d) for d in config.dilations
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        init_parameters_(self, _generator(generator))
+
+    @property
+    def out_features(self) -> int:
+        return self.config.filters
+
+    def residue_features(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Soft one-hot input ``(B, 20, L)`` float32: X uniform, B/Z/J split, zero where ``mask`` is False."""
+        x = F.embedding(tokens.long(), self.residue_vectors).transpose(1, 2)
+        return x * mask.unsqueeze(1).to(x.dtype)
+
+    def embed_positions(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-position features.
+
+        Args:
+            tokens: ``(B, L)`` integer token ids (0 = padding).
+            mask: ``(B, L)`` bool, True at residues; every row needs at least one True.
+
+        Returns:
+            ``(B, F, L)``, zero at padding (before any dropout).
+        """
+        mask_f = mask.unsqueeze(1).to(torch.float32)
+        count = mask_f.sum()
+        h = _masked(self.conv_in(self.residue_features(tokens, mask)), mask_f)
+        for block in self.blocks:
+            h = block(h, mask_f, count)
+        return h
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``tokens``/``mask`` ``(B, L)`` -> embedding ``(B, F)``: max over residue positions only."""
+        h = self.embed_positions(tokens, mask)
+        pooled = h.masked_fill(~mask.unsqueeze(1), float("-inf")).amax(dim=2)
+        return self.dropout(pooled)
+
+
+class ProtCNNClassifier(nn.Module):
+    """ProtCNN encoder + linear classification head.
+
+    Args:
+        config: model sizes.
+        num_classes: C, number of families (>= 2).
+        generator: source of the initial weights (see :class:`ProtCNNEncoder`).
+
+    Raises:
+        ConfigError: ``num_classes`` < 2.
+    """
+
+    def __init__(
+        self, config: ProtCNNConfig, num_classes: int, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        if not _is_int(num_classes) or num_classes < 2:
+            raise ConfigError(f"model: num_classes must be an integer >= 2, got {num_classes!r}")
+        generator = _generator(generator)
+        self.config = config
+        self.num_classes = num_classes
+        self.encoder = ProtCNNEncoder(config, generator)
+        self.head = ClassificationHead(config.filters, num_classes)
+        init_parameters_(self.head, generator)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``tokens``/``mask`` ``(B, L)`` -> logits ``(B, C)``."""
+        return self.head(self.encoder(tokens, mask))
+
+
+def _generator(generator: torch.Generator | None) -> torch.Generator:
+    return generator if generator is not None else torch.Generator().manual_seed(DEFAULT_INIT_SEED)

@@ -1,0 +1,97 @@
+"""Lightning callbacks: training-dynamics curves (SPEC §4) and throughput."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+
+from protlc import columns as col
+from protlc.atomic import atomic_write_text
+from protlc.data.loading import EncodedSequences
+from protlc.training.dynamics import DYNAMICS_CURVES, training_dynamics
+from protlc.training.inference import predict_proba
+
+
+class DynamicsCallback(pl.Callback):
+    """Every ``every_n_steps`` optimizer steps, compute the six curves on a fixed subsample.
+
+    The subsample (at most ``max_examples`` clean and ``max_examples`` noisy training rows, and
+    ``max_examples`` test rows) is drawn once from ``seed``. Rows go to ``path`` (CSV, rewritten
+    atomically) and to the loggers under ``dynamics/<curve>``. Runs on global rank 0 only.
+    """
+
+    def __init__(self, path: Path, train_df: pd.DataFrame, test_df: pd.DataFrame, every_n_steps: int,
+                 max_examples: int, seed: int, batch_size: int = 256):
+        self.path, self.every = Path(path), max(1, int(every_n_steps))
+        self.batch_size = batch_size
+        rng = np.random.default_rng([seed, 17])
+        noisy = train_df[col.IS_NOISY].to_numpy(bool)
+        pick = np.concatenate([
+            _sample(np.flatnonzero(~noisy), max_examples, rng), _sample(np.flatnonzero(noisy), max_examples, rng)])
+        sub = train_df.iloc[np.sort(pick)]
+        self.train = EncodedSequences(sub[col.SEQUENCE].tolist())
+        self.observed = sub[col.LABEL].to_numpy()
+        self.clean = sub[col.CLEAN_LABEL].to_numpy()
+        self.noisy = sub[col.IS_NOISY].to_numpy(bool)
+        test_sub = test_df.iloc[np.sort(_sample(np.arange(len(test_df)), max_examples, rng))]
+        self.test = EncodedSequences(test_sub[col.SEQUENCE].tolist())
+        self.test_labels = test_sub[col.LABEL].to_numpy()
+        self.rows: list[dict] = []
+
+    def on_train_start(self, trainer, pl_module):
+        if self.path.is_file():  # resuming: keep what the earlier part of the run measured
+            kept = pd.read_csv(self.path)
+            self.rows = kept[kept["step"] <= trainer.global_step].to_dict("records")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if not trainer.is_global_zero or step % self.every or (self.rows and self.rows[-1]["step"] == step):
+            return
+        model = pl_module.model
+        precision = str(trainer.precision)
+        train_probs = predict_proba(model, self.train, self.batch_size, precision=precision)
+        test_probs = predict_proba(model, self.test, self.batch_size, precision=precision)
+        curves = training_dynamics(train_probs, self.observed, self.clean, self.noisy, test_probs, self.test_labels)
+        self.rows.append({"step": step, "epoch": trainer.current_epoch, **curves})
+        for logger in trainer.loggers:
+            logger.log_metrics({f"dynamics/{k}": v for k, v in curves.items()}, step=step)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["step", "epoch", *DYNAMICS_CURVES])
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+
+class ThroughputCallback(pl.Callback):
+    """Training sequences/s and residues/s of this process, timed from each batch's start to its end
+    (forward, backward, optimizer step; excludes data loading, validation and dynamics).
+    Register it before other callbacks that work in ``on_train_batch_end``."""
+
+    def __init__(self):
+        self.sequences = self.residues = 0
+        self.seconds = 0.0
+        self._t0 = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seconds += time.perf_counter() - self._t0
+        self.sequences += len(batch["tokens"])
+        self.residues += int(batch["mask"].sum())
+
+    def figures(self) -> dict[str, float]:
+        s = self.seconds or float("nan")
+        return {"time/train_seconds": self.seconds, "time/train_sequences_per_second": self.sequences / s,
+                "time/train_residues_per_second": self.residues / s}
+
+
+def _sample(rows: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    return rows if len(rows) <= k else rng.choice(rows, size=k, replace=False)
+

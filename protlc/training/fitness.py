@@ -1,0 +1,260 @@
+"""DMS fitness regression (SPEC §6): a regression head on the ProtCNN encoder, and its LightningModule.
+
+Shapes: ``B`` variants, ``L`` residues (every variant of one wild type has the wild type's length),
+``F`` encoder filters, ``K`` head channels, ``C`` families.
+
+Two heads (``head.kind``):
+
+* ``positional`` (default): per-position encoder features ``(B, F, L)`` -> 1x1 convolution to ``K``
+  channels -> ReLU -> flatten ``(B, K*L)`` -> an MLP plus a linear skip -> ``(B,)``. It keeps *where* a
+  substitution is, which a max-pooled embedding loses; it needs every sequence to have the length ``L``
+  it was built for (true of substitution libraries; anything else is refused).
+* ``pooled``: the max-pooled embedding ``(B, F)`` -> :class:`protlc.model.FitnessHead` (any length).
+
+The model predicts in score units: the head's output is de-standardised with the training split's
+score mean and standard deviation (buffers, so they travel in the state dict); training minimises the
+MSE of the standardised scores.
+
+Transfer (``--init``): the encoder starts from a Pfam classifier's encoder, and a frozen copy of that
+whole classifier (``model.family``) rides along so that ``protlc score`` can report the predicted family
+and its probability for every variant. The fine-tuned encoder is not used for the family, because its
+features drift away from the ones the classification head was trained on.
+
+Checkpoints hold only tensors and plain values (hparams: ``model_config``, ``head``, ``wild_type``,
+``notation``, ``offset``, ``labels``, ``config``), so :func:`build_fitness_model` can rebuild the model
+from a ``torch.load(weights_only=True)`` result.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import pytorch_lightning as pl
+import torchmetrics
+from torch import nn
+
+from protlc.errors import CheckpointError, ConfigError
+from protlc.model import FitnessHead, ProtCNNClassifier, ProtCNNConfig, ProtCNNEncoder, init_parameters_
+from protlc.training.checkpoint import stamp, submodule_state
+
+TASK = "fitness"
+HEAD_KINDS = ("positional", "pooled")
+HEAD_DEFAULTS = {"kind": "positional", "channels": 8, "hidden": 128, "dropout": 0.1}
+MONITORS = {"tune/mse": "min", "tune/pearson": "max"}
+
+
+class PositionalFitnessHead(nn.Module):
+    """Per-position features ``(B, F, L)`` -> fitness ``(B,)`` for sequences of exactly ``length`` residues.
+
+    Args:
+        in_features: F.
+        length: L, the wild type's length.
+        channels: K, channels kept per position by the 1x1 convolution.
+        hidden: width of the MLP's hidden layer.
+        dropout: dropout on the flattened features and on the hidden layer.
+    """
+
+    def __init__(self, in_features: int, length: int, channels: int = 8, hidden: int = 128, dropout: float = 0.1):
+        super().__init__()
+        self.length = length
+        self.reduce = nn.Conv1d(in_features, channels, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.hidden = nn.Linear(channels * length, hidden)
+        self.out = nn.Linear(hidden, 1)
+        self.skip = nn.Linear(channels * length, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``features`` ``(B, F, L)`` (zero at padding) -> ``(B,)``.
+
+        Raises:
+            ValueError: ``L`` differs from the length the head was built for.
+        """
+        if features.shape[-1] != self.length:
+            raise ValueError(f"the positional fitness head takes sequences of {self.length} residues, "
+                             f"got {features.shape[-1]}")
+        z = self.dropout(F.relu(self.reduce(features)).flatten(1))
+        return (self.out(self.dropout(F.relu(self.hidden(z)))) + self.skip(z)).squeeze(-1)
+
+
+class FitnessModel(nn.Module):
+    """ProtCNN encoder + fitness head (+ an optional frozen Pfam classifier for the family).
+
+    Args:
+        model_config: ``ProtCNNConfig.to_dict()``.
+        head: head settings (see :data:`HEAD_DEFAULTS`).
+        length: the wild type's length (used by the positional head).
+        num_families: C of the frozen family classifier; 0 for none.
+        generator: source of the initial weights.
+
+    Raises:
+        ConfigError: unknown head kind or bad sizes.
+    """
+
+    def __init__(self, model_config: dict, head: dict, length: int, num_families: int = 0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        head = {**HEAD_DEFAULTS, **head}
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        config = ProtCNNConfig.from_dict(dict(model_config))
+        self.encoder = ProtCNNEncoder(config, generator)
+        self.kind = head["kind"]
+        if self.kind == "positional":
+            self.head = PositionalFitnessHead(config.filters, length, int(head["channels"]), int(head["hidden"]),
+                                              float(head["dropout"]))
+        elif self.kind == "pooled":
+            self.head = FitnessHead(config.filters, int(head["hidden"]), float(head["dropout"]))
+        else:
+            raise ConfigError(f"head.kind must be one of {', '.join(HEAD_KINDS)}, got {self.kind!r}")
+        init_parameters_(self.head, generator)
+        self.register_buffer("score_mean", torch.zeros(()))
+        self.register_buffer("score_std", torch.ones(()))
+        self.family = ProtCNNClassifier(config, num_families) if num_families else None
+        if self.family is not None:
+            self.family.requires_grad_(False)
+
+    @property
+    def fixed_length(self) -> int | None:
+        """The only sequence length the head accepts, or None for any length."""
+        return self.head.length if self.kind == "positional" else None
+
+    def train(self, mode: bool = True) -> "FitnessModel":
+        super().train(mode)
+        if self.family is not None:  # frozen: its BatchNorm statistics must not move either
+            self.family.eval()
+        return self
+
+    def standardized(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` tokens/mask -> standardised fitness ``(B,)`` (the training target's units)."""
+        if self.kind == "positional":
+            return self.head(self.encoder.embed_positions(tokens, mask))
+        return self.head(self.encoder(tokens, mask))
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` tokens/mask -> fitness ``(B,)`` in score units."""
+        return self.score_mean + self.score_std * self.standardized(tokens, mask)
+
+    def family_probabilities(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` family probabilities from the frozen Pfam classifier.
+
+        Raises:
+            ConfigError: the model was trained from scratch (no family classifier).
+        """
+        if self.family is None:
+            raise ConfigError("this fitness model has no family classifier (it was not trained with --init)")
+        return self.family(tokens, mask).float().softmax(-1)
+
+
+class FitnessModule(pl.LightningModule):
+    """MSE training of :class:`FitnessModel`, Adam, tune-split metrics for early stopping.
+
+    Args:
+        model_config: encoder sizes (``ProtCNNConfig.to_dict()``).
+        head: head settings.
+        wild_type: the wild-type sequence (kept so ``protlc score`` needs no ``--wt``).
+        notation, offset: how the training table numbered its mutants.
+        config: the resolved DMS config (plain data).
+        labels: label vocabulary of the Pfam classifier the encoder came from (``[]`` from scratch).
+        score_mean, score_std: training-split statistics used to standardise the target.
+    """
+
+    task = TASK
+
+    def __init__(self, model_config: dict, head: dict, wild_type: str, notation: str, offset: int, config: dict,
+                 labels: list | None = None, score_mean: float = 0.0, score_std: float = 1.0):
+        super().__init__()
+        self.save_hyperparameters()
+        init = torch.Generator().manual_seed(int(config["seed"]))
+        self.model = FitnessModel(model_config, head, len(wild_type), len(labels or []), generator=init)
+        self.model.score_mean.fill_(float(score_mean))
+        self.model.score_std.fill_(float(score_std))
+        self.tune_metrics = torchmetrics.MetricCollection({
+            "mse": torchmetrics.MeanSquaredError(),
+            "pearson": torchmetrics.PearsonCorrCoef(),
+            "spearman": torchmetrics.SpearmanCorrCoef(),
+        }, prefix="tune/")
+
+    def load_pretrained(self, classifier_state: dict) -> None:
+        """Copy a Pfam classifier's weights (its ``model.`` state) into the encoder and the frozen family copy."""
+        self.model.encoder.load_state_dict(submodule_state(classifier_state, "encoder."))
+        self.model.family.load_state_dict(classifier_state)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens, mask)
+
+    def training_step(self, batch, batch_idx):
+        target = (batch["score"] - self.model.score_mean) / self.model.score_std
+        loss = F.mse_loss(self.model.standardized(batch["tokens"], batch["mask"]).float(), target)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(target))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        prediction = self(batch["tokens"], batch["mask"]).float()
+        self.tune_metrics.update(prediction, batch["score"])
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.tune_metrics.compute(), sync_dist=True)
+        self.tune_metrics.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        stamp(checkpoint, self.task)
+
+    def configure_optimizers(self):
+        """Adam; the learning rate is multiplied by ``optim.plateau_factor`` whenever the early-stopping
+        metric has not improved for ``optim.plateau_patience`` epochs (factor 1 keeps it constant)."""
+        optim = self.hparams.config["optim"]
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=optim["lr"], weight_decay=optim["weight_decay"])
+        if float(optim["plateau_factor"]) >= 1.0:
+            return optimizer
+        monitor = self.hparams.config["early_stopping"]["monitor"]
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=check_monitor(monitor), factor=float(optim["plateau_factor"]),
+            patience=int(optim["plateau_patience"]))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor,
+                                                         "interval": "epoch"}}
+
+
+def build_fitness_model(hparams: dict, state_dict: dict) -> FitnessModel:
+    """Rebuild the :class:`FitnessModel` of a fitness checkpoint (used by ``load_checkpoint``).
+
+    Args:
+        hparams: the checkpoint's ``hyper_parameters``.
+        state_dict: the checkpoint's ``state_dict`` (keys ``model.…``).
+
+    Raises:
+        CheckpointError: no regression head in the checkpoint, or weights that do not fit it.
+    """
+    if "head" not in hparams or "model_config" not in hparams or "wild_type" not in hparams:
+        raise CheckpointError("the checkpoint has no fitness regression head (train one with protlc train-dms)")
+    try:
+        model = FitnessModel(hparams["model_config"], hparams["head"], len(hparams["wild_type"]),
+                             len(hparams.get("labels") or []))
+        model.load_state_dict(submodule_state(state_dict, "model."))
+    except (RuntimeError, ConfigError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"the fitness checkpoint does not match its model ({str(exc).splitlines()[0][:200]})") from None
+    return model.eval()
+
+
+def check_monitor(monitor: str) -> str:
+    """The Lightning ``mode`` (min/max) of an early-stopping metric.
+
+    Raises:
+        ConfigError: not one of :data:`MONITORS`.
+    """
+    if monitor not in MONITORS:
+        raise ConfigError(f"early_stopping.monitor must be one of {', '.join(MONITORS)}, got {monitor!r}")
+    return MONITORS[monitor]
+
+
+def export_checkpoint(module: FitnessModule, path) -> None:
+    """Write ``module`` as a minimal fitness checkpoint (state dict, hparams, task stamp) without a Trainer.
+
+    For benchmarks and tools that need a checkpoint of a model that was built, not trained, here;
+    :func:`protlc.training.checkpoint.load_checkpoint` reads it like a Lightning one.
+    """
+    from protlc.atomic import atomic_path
+
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    stamp(checkpoint, module.task)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)

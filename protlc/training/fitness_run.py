@@ -1,0 +1,283 @@
+"""``train_dms``: one DMS fitness run, from a table to a run directory with the ridge baseline beside it.
+
+Run directory (see DESIGN.md)::
+
+    RUN_DIR/config.yaml                resolved config (table, wild type, notation, offset, split, sizes)
+    RUN_DIR/checkpoints/{best,last}.ckpt   best by the early-stopping metric on the tune split
+    RUN_DIR/metrics.csv                Lightning's CSV log (train/loss, tune/mse, tune/pearson, tune/spearman, lr)
+    RUN_DIR/final_metrics.json         the best-on-tune model: test/pearson, test/spearman, tune/..., train/...,
+                                       and ridge/test/pearson, ridge/test/spearman of the same split
+    RUN_DIR/test_predictions.csv       row, measured, predicted (head), ridge
+    RUN_DIR/plots/test_scatter.png     predicted vs measured on the test split (head | ridge)
+    RUN_DIR/plots/tune_curve.png       tune Pearson and MSE per epoch
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from scipy.stats import pearsonr, spearmanr
+
+from protlc.atomic import atomic_path, atomic_write_text
+from protlc.data.loading import EncodedSequences, FamilyDataModule
+from protlc.dms import splits as dms_splits
+from protlc.dms.ridge import ridge_baseline
+from protlc.dms.tables import MUTATED_SEQUENCE, NUM_MUTATIONS, POSITIONS, SCORE, load_dms_table
+from protlc.errors import CheckpointError, ConfigError
+from protlc.model import get_preset
+from protlc.training.callbacks import ThroughputCallback
+from protlc.training.checkpoint import read_checkpoint, submodule_state
+from protlc.training.config import dump_config, load_config
+from protlc.training.fitness import HEAD_DEFAULTS, FitnessModule, check_monitor
+from protlc.training.inference import model_outputs
+from protlc.training.plots import save_figure
+from protlc.training.run import _check_run_dir, make_trainer
+
+SPLIT_KINDS = ("published", "random", "mutational", "positional")
+PARTS = dms_splits.PART_NAMES
+
+# Defaults of a DMS run; configs/dms.yaml holds the same values with comments.
+DMS_DEFAULTS: dict = {
+    "seed": 0,  # training seed: initial weights, batch order, dropout
+    "dms": {"table": None, "wild_type": None, "notation": "auto", "offset": None, "score_column": None,
+            "mutant_column": None, "init": None},
+    "split": {"kind": "random", "dir": None, "seed": 0, "fractions": [0.81, 0.09, 0.10], "mutational_k": 1,
+              "positional_fraction": 0.2, "tune_fraction": 0.1},
+    "model": {"preset": "small", "filters": 32, "dilations": [1, 2]},
+    "head": dict(HEAD_DEFAULTS),
+    "optim": {"lr": 1e-3, "weight_decay": 0.0, "plateau_factor": 0.5, "plateau_patience": 2},
+    "early_stopping": {"monitor": "tune/mse", "patience": 6},
+    "data": {"batch_size": 128, "num_workers": 0},
+    "trainer": {"max_epochs": 40, "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
+                "precision": "32", "accumulate_grad_batches": 1, "gradient_clip_val": None,
+                "log_every_n_steps": 50, "progress_bar": True},
+    "eval": {"batch_size": 512},
+}
+
+
+def load_dms_config(files=(), overrides=()) -> dict:
+    """DMS defaults, then YAML files, then ``section.key=value`` overrides (see :func:`load_config`)."""
+    return load_config(files, overrides, base=DMS_DEFAULTS)
+
+
+class ScoredSequences(EncodedSequences):
+    """:class:`EncodedSequences` whose batches also carry ``score`` ``(B,)`` float32."""
+
+    def __init__(self, sequences, scores):
+        super().__init__(sequences)
+        self.scores = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+
+    def __getitem__(self, rows):
+        batch = super().__getitem__(rows)
+        batch["score"] = self.scores[batch["index"]]
+        return batch
+
+
+def make_split(frame: pd.DataFrame, split: dict) -> dms_splits.Split:
+    """The split named by ``split["kind"]`` (each random kind draws only from ``split["seed"]``).
+
+    Raises:
+        ConfigError: unknown kind, published without a directory, empty part.
+        InputError: bad split files.
+    """
+    kind = split["kind"]
+    if kind == "published":
+        if not split.get("dir"):
+            raise ConfigError("split kind 'published' needs the directory of train.txt, tune.txt, stest.txt (--splits DIR)")
+        return dms_splits.published_split(split["dir"], len(frame))
+    if kind == "random":
+        return dms_splits.random_split(len(frame), split["fractions"], split["seed"])
+    if kind == "mutational":
+        return dms_splits.mutational_split(frame[NUM_MUTATIONS].to_numpy(), int(split["mutational_k"]),
+                                           split["seed"], split["tune_fraction"])
+    if kind == "positional":
+        return dms_splits.positional_split(frame[POSITIONS].tolist(), split["seed"], split["positional_fraction"],
+                                           split["tune_fraction"])
+    raise ConfigError(f"split.kind must be one of {', '.join(SPLIT_KINDS)}, got {kind!r}")
+
+
+def _pfam_classifier(path: str | Path) -> tuple[dict, list, dict]:
+    """``(model_config, labels, classifier state)`` of a Pfam classifier checkpoint, for ``--init``.
+
+    Raises:
+        CheckpointError: unreadable, or not a classifier checkpoint.
+    """
+    ckpt = read_checkpoint(path)
+    if ckpt["protlc"].get("task") != "classify":
+        raise CheckpointError(f"{path}: --init needs a family classifier checkpoint (protlc train); this one is "
+                              f"{ckpt['protlc'].get('task')!r}")
+    hp = ckpt.get("hyper_parameters", {})
+    return dict(hp["model_config"]), list(hp["labels"]), submodule_state(ckpt["state_dict"], "model.")
+
+
+def _correlations(predicted: np.ndarray, measured: np.ndarray, part: str) -> dict[str, float]:
+    ok = len(measured) > 1 and np.std(predicted) > 0 and np.std(measured) > 0
+    return {f"{part}/pearson": float(pearsonr(predicted, measured)[0]) if ok else float("nan"),
+            f"{part}/spearman": float(spearmanr(predicted, measured)[0]) if ok else float("nan"),
+            f"{part}/mse": float(np.mean((predicted - measured) ** 2))}
+
+
+def resolve_dms_config(config: dict | None, table, *, notation=None, offset=None, score_column=None,
+                       mutant_column=None, splits_dir=None, split=None, init=None, seed=None) -> dict:
+    """A copy of ``config`` (defaults when None) with the given arguments written into it."""
+    config = copy.deepcopy(config if config is not None else load_dms_config())
+    given = {"notation": notation, "offset": offset, "score_column": score_column,
+             "mutant_column": mutant_column, "init": None if init is None else str(init)}
+    config["dms"].update({k: v for k, v in given.items() if v is not None})
+    config["dms"]["table"] = str(table)
+    if seed is not None:
+        config["seed"] = int(seed)
+    if splits_dir is not None:
+        config["split"].update(kind="published", dir=str(splits_dir))
+    elif split is not None:
+        config["split"]["kind"] = split
+    return config
+
+
+def _build_module(config: dict, wild_type: str, train_scores: np.ndarray) -> FitnessModule:
+    """The model to train: scratch encoder of the configured size, or the ``dms.init`` Pfam encoder."""
+    dms = config["dms"]
+    labels: list = []
+    if dms["init"]:
+        model_config, labels, classifier_state = _pfam_classifier(dms["init"])
+    else:
+        model_config = get_preset(config["model"]["preset"]).to_dict()
+        model_config.update({k: v for k, v in config["model"].items() if k != "preset"})
+    module = FitnessModule(model_config, config["head"], wild_type, dms["notation"], dms["offset"], config,
+                           labels, float(train_scores.mean()), float(train_scores.std() or 1.0))
+    if dms["init"]:
+        module.load_pretrained(classifier_state)
+    return module
+
+
+def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = None, config: dict | None = None,
+              *, notation: str | None = None, offset: int | None = None, score_column: str | None = None,
+              mutant_column: str | None = None, splits_dir: str | Path | None = None, split: str | None = None,
+              init: str | Path | None = None, seed: int | None = None, resume: bool = False) -> dict | None:
+    """Train a fitness head on a DMS table and report it next to the ridge baseline of the same split.
+
+    Keyword arguments override the matching ``config`` entries (``splits_dir`` implies the published
+    split). The model evaluated in ``final_metrics.json`` is the best on the tune split.
+
+    Returns:
+        the final metrics on the global-zero process, None on other DDP ranks.
+
+    Raises:
+        InputError: unreadable table, bad mutants, bad split files.
+        ConfigError: bad config, non-empty run dir (without ``resume``).
+        CheckpointError: ``init`` is not a Pfam classifier checkpoint.
+    """
+    config = resolve_dms_config(config, table, notation=notation, offset=offset, score_column=score_column,
+                                mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed)
+    out = Path(out_dir)
+    last = _check_run_dir(out, resume)
+    stopping = config["early_stopping"]
+    mode = check_monitor(stopping["monitor"])
+    dms = config["dms"]
+    frame = load_dms_table(table, wt if wt is not None else dms["wild_type"], dms["notation"], dms["offset"],
+                           dms["score_column"], dms["mutant_column"])
+    wild_type = frame.attrs["wild_type"]
+    dms.update(wild_type=wild_type, notation=frame.attrs["notation"], offset=int(frame.attrs["offset"]))
+    parts = make_split(frame, config["split"]).parts()
+    sequences = frame[MUTATED_SEQUENCE].to_numpy()
+    scores = frame[SCORE].to_numpy()
+    module = _build_module(config, wild_type, scores[parts["train"]])
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(config))
+    encoded = {p: ScoredSequences(sequences[rows].tolist(), scores[rows]) for p, rows in parts.items()}
+    datamodule = FamilyDataModule(encoded["train"], encoded["tune"], config["data"]["batch_size"], config["seed"],
+                                  config["data"]["num_workers"], config["eval"]["batch_size"])
+    throughput = ThroughputCallback()
+    callbacks = [throughput, pl.callbacks.LearningRateMonitor(logging_interval="epoch"),
+                 pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"]))]
+    trainer = make_trainer(config, out, callbacks, monitor=stopping["monitor"], mode=mode)
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seed it for this run only
+        torch.manual_seed(int(config["seed"]))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
+    fit_seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return None
+
+    best_path = trainer.checkpoint_callback.best_model_path
+    if best_path:
+        module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
+    device = trainer.strategy.root_device  # Lightning hands the module back on the CPU after fit
+    model = module.model.to(device)
+    predictions = {p: model_outputs(model, encoded[p], config["eval"]["batch_size"], device,
+                                    config["trainer"]["precision"]) for p in PARTS}
+    metrics: dict = {}
+    for p in PARTS:
+        metrics.update(_correlations(predictions[p], scores[parts[p]], p))
+    started_ridge = time.perf_counter()
+    ridge = ridge_baseline(wild_type, sequences, scores, dms_splits.Split(**parts))
+    metrics.update(ridge.metrics())
+    epochs = trainer.current_epoch
+    metrics.update({
+        "time/fit_seconds": fit_seconds, "time/ridge_seconds": time.perf_counter() - started_ridge,
+        "epochs": epochs, "best_epoch": _best_epoch(out, stopping["monitor"], mode),
+        "time/seconds_per_epoch": fit_seconds / max(1, epochs),
+        "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "transfer": bool(dms["init"]), **{f"split/{p}": len(parts[p]) for p in PARTS}, **throughput.figures(),
+    })
+    atomic_write_text(out / "final_metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    test = pd.DataFrame({"row": parts["test"], "measured": scores[parts["test"]],
+                         "predicted": predictions["test"], "ridge": ridge.test_predictions})
+    with atomic_path(out / "test_predictions.csv") as tmp:
+        test.to_csv(tmp, index=False)
+    write_fitness_plots(out, test, metrics)
+    return metrics
+
+
+def _best_epoch(out: Path, monitor: str, mode: str) -> int | None:
+    """0-based epoch of the best tune metric in ``metrics.csv`` (None when there is none)."""
+    path = out / "metrics.csv"
+    if not path.is_file():
+        return None
+    log = pd.read_csv(path)
+    if monitor not in log:
+        return None
+    rows = log.dropna(subset=[monitor])
+    best = rows[monitor].idxmin() if mode == "min" else rows[monitor].idxmax()
+    return int(rows.loc[best, "epoch"])
+
+
+def write_fitness_plots(out: Path, test: pd.DataFrame, metrics: dict) -> None:
+    """``plots/test_scatter.png`` (head and ridge vs measured) and ``plots/tune_curve.png``."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
+    for ax, column, name, key in ((axes[0], "predicted", "fitness head", "test"),
+                                  (axes[1], "ridge", "ridge (one-hot)", "ridge/test")):
+        ax.scatter(test["measured"], test[column], s=3, alpha=0.35, linewidths=0)
+        low, high = test["measured"].min(), test["measured"].max()
+        ax.plot([low, high], [low, high], color="grey", lw=0.8)
+        ax.set_title(f"{name}: Pearson {metrics[key + '/pearson']:.3f}, Spearman {metrics[key + '/spearman']:.3f}",
+                     fontsize=9)
+        ax.set_xlabel("measured score (test split)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("predicted score")
+    fig.tight_layout()
+    save_figure(fig, out / "plots" / "test_scatter.png")
+
+    log_path = out / "metrics.csv"
+    if log_path.is_file():
+        log = pd.read_csv(log_path)
+        if "tune/pearson" in log:
+            rows = log.dropna(subset=["tune/pearson"])
+            fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
+            for ax, column in zip(axes, ("tune/pearson", "tune/mse")):
+                ax.plot(rows["epoch"], rows[column], marker="o", ms=3)
+                ax.set_title(column, fontsize=10)
+                ax.set_xlabel("epoch")
+                ax.grid(alpha=0.3)
+            fig.tight_layout()
+            save_figure(fig, out / "plots" / "tune_curve.png")

@@ -1,0 +1,68 @@
+"""PNG figures of a run: learning curves (metrics.csv) and training dynamics (dynamics.csv)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from protlc.atomic import atomic_path  # noqa: E402
+from protlc.training.dynamics import DYNAMICS_CURVES  # noqa: E402
+
+CURVE_TITLES = {
+    "correct_fitting": "(a) correct fitting: clean subset, accuracy",
+    "wrong_fitting": "(b) wrong fitting: noisy subset vs noisy labels",
+    "class_correction": "(c) class correction: noisy subset vs clean labels",
+    "entropy_clean": "(d) entropy H(p)/log C, clean subset",
+    "entropy_noisy": "(e) entropy H(p)/log C, noisy subset",
+    "generalisation": "(f) generalisation: test accuracy",
+}
+
+
+def save_figure(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_dynamics(frames: dict[str, pd.DataFrame], path: Path) -> None:
+    """One panel per SPEC §4 curve, one line per run/method (``frames``: label -> dynamics.csv frame)."""
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
+    for ax, curve in zip(axes.flat, DYNAMICS_CURVES):
+        for name, df in frames.items():
+            ax.plot(df["step"], 100 * df[curve], label=name)
+        ax.set_title(CURVE_TITLES[curve], fontsize=9)
+        ax.set_ylabel("entropy (% of log C)" if curve.startswith("entropy") else "accuracy (%)")
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("optimizer step")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_run_plots(run_dir: str | Path) -> None:
+    run_dir = Path(run_dir)
+    metrics_csv = run_dir / "metrics.csv"
+    if metrics_csv.is_file():
+        m = pd.read_csv(metrics_csv)
+        panels = [(c, t) for c, t in (("train/loss_step", "training loss"), ("train/epsilon", "mean ε (ProSelfLC)"),
+                                        ("dev/accuracy", "dev accuracy"), ("dev/ece", "dev ECE")) if c in m]
+        if panels:
+            fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+            for ax, (c, title) in zip(axes[0], panels):
+                rows = m.dropna(subset=[c])
+                ax.plot(rows["step"], rows[c], marker="o" if c.startswith("dev") else None, ms=3)
+                ax.set_title(title, fontsize=10)
+                ax.set_xlabel("optimizer step")
+                ax.grid(alpha=0.3)
+            fig.tight_layout()
+            save_figure(fig, run_dir / "plots" / "learning_curves.png")
+    dynamics_csv = run_dir / "dynamics.csv"
+    if dynamics_csv.is_file():
+        plot_dynamics({run_dir.name: pd.read_csv(dynamics_csv)}, run_dir / "plots" / "dynamics.png")

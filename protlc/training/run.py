@@ -1,0 +1,175 @@
+"""The run directory: resolved config, checkpoints, CSV logs, dynamics, plots and final metrics.
+
+Layout (see DESIGN.md)::
+
+    RUN_DIR/config.yaml              resolved config (+ dataset path)
+    RUN_DIR/checkpoints/last.ckpt    every epoch; ``--resume`` continues from it
+    RUN_DIR/checkpoints/best.ckpt    best dev accuracy
+    RUN_DIR/metrics.csv              Lightning's CSV log (loss, accuracy, ECE, mean ε, lr)
+    RUN_DIR/dynamics.csv             the six SPEC §4 curves every N steps (noisy datasets)
+    RUN_DIR/final_metrics.json       the FINAL model on train (observed labels), dev and test (clean)
+    RUN_DIR/plots/*.png
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from protlc import columns as col
+from protlc.atomic import atomic_write_text
+from protlc.data import store
+from protlc.data.loading import EncodedSequences, FamilyDataModule
+from protlc.errors import ConfigError
+from protlc.losses import build_loss
+from protlc.model import ProtCNNConfig, get_preset
+from protlc.predict import write_calibration
+from protlc.training.callbacks import DynamicsCallback, ThroughputCallback
+from protlc.training.classify import ClassifierModule
+from protlc.training.config import dump_config
+from protlc.training.dynamics import summarize
+from protlc.training.inference import predict_proba
+from protlc.training import plots
+
+CHECKPOINTS = "checkpoints"
+LAST = "last.ckpt"
+
+
+def resolve(config: dict, num_classes: int) -> dict:
+    """Spell out the preset's sizes and the loss's parameters, so config.yaml says everything used."""
+    config = {**config}
+    model = get_preset(config["model"]["preset"]).to_dict()
+    model.update({k: v for k, v in config["model"].items() if k != "preset"})
+    config["model"] = {"preset": config["model"]["preset"], **ProtCNNConfig.from_dict(model).to_dict()}
+    loss = config["loss"]
+    params = {k: v for k, v in loss.items() if k != "name"}
+    config["loss"] = {"name": loss["name"], **build_loss(loss["name"], num_classes, **params).params()}
+    return config
+
+
+def _check_run_dir(out: Path, resume: bool) -> Path | None:
+    last = out / CHECKPOINTS / LAST
+    if resume:
+        if not last.is_file():
+            raise ConfigError(f"--resume: no {CHECKPOINTS}/{LAST} in {out}; start a new run without --resume")
+        return last
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"run directory {out} is not empty; use --resume to continue it or choose another --out")
+    return None
+
+
+def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/accuracy",
+                 mode: str = "max") -> pl.Trainer:
+    """The Trainer of a run: CSV (+ TensorBoard) logs in ``out``, ``checkpoints/{best,last}.ckpt``
+    (best by ``monitor``/``mode``), settings from ``config["trainer"]``. Shared by train and train-dms."""
+    t = config["trainer"]
+    loggers = [pl.loggers.CSVLogger(out, name="", version="")]
+    try:  # TensorBoard when installed
+        import tensorboard  # noqa: F401
+
+        loggers.append(pl.loggers.TensorBoardLogger(out, name="tensorboard", version=""))
+    except ImportError:
+        pass
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=out / CHECKPOINTS, filename="best", monitor=monitor, mode=mode,
+        save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+    )
+    return pl.Trainer(
+        default_root_dir=out, max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
+        num_nodes=t["num_nodes"], strategy=t["strategy"], precision=t["precision"],
+        accumulate_grad_batches=t["accumulate_grad_batches"], gradient_clip_val=t["gradient_clip_val"],
+        log_every_n_steps=t["log_every_n_steps"], logger=loggers, callbacks=[checkpoint, *callbacks],
+        use_distributed_sampler=False, deterministic=False, enable_model_summary=False,
+        enable_progress_bar=t.get("progress_bar", True),
+    )
+
+
+def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bool = False,
+          extra_callbacks: list | None = None) -> dict | None:
+    """Train a family classifier on a prepared dataset and evaluate the FINAL model.
+
+    Returns:
+        the final metrics (also written to ``final_metrics.json``) on the global-zero process,
+        ``None`` on other DDP ranks.
+
+    Raises:
+        ConfigError: bad config, non-empty run dir without ``resume``, nothing to resume.
+        InputError: ``dataset_dir`` is not a prepared dataset.
+    """
+    out = Path(out_dir)
+    dataset_dir = Path(dataset_dir)
+    last = _check_run_dir(out, resume)
+    splits = {s: store.read_split(dataset_dir, s) for s in col.SPLITS}
+    labels = store.read_labels(dataset_dir)
+    config = resolve(config, len(labels))
+    config["dataset"] = str(dataset_dir.resolve())
+    model_config = {k: v for k, v in config["model"].items() if k != "preset"}
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(config))
+    pl.seed_everything(config["seed"], workers=True, verbose=False)
+
+    encoded = {s: EncodedSequences(df[col.SEQUENCE].tolist(), df[col.LABEL].to_numpy()) for s, df in splits.items()}
+    datamodule = FamilyDataModule(encoded["train"], encoded["dev"], config["data"]["batch_size"], config["seed"],
+                                  config["data"]["num_workers"], config["eval"]["batch_size"])
+    module = ClassifierModule(model_config, labels, config)
+    if config["trainer"]["compile"]:
+        module.model.compile()
+
+    throughput = ThroughputCallback()
+    callbacks = [throughput, *(extra_callbacks or [])]
+    train_df = splits["train"]
+    if col.IS_NOISY in train_df and col.CLEAN_LABEL in train_df:
+        callbacks.append(DynamicsCallback(
+            out / "dynamics.csv", train_df, splits["test"], config["dynamics"]["every_n_steps"],
+            config["dynamics"]["max_examples"], seed=config["seed"], batch_size=config["eval"]["batch_size"]))
+    trainer = make_trainer(config, out, callbacks)
+
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
+    fit_seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return None
+
+    metrics, probs = evaluate_final(module.model, splits, encoded, config)
+    metrics["dev/unknown_threshold"] = write_calibration(out, probs["dev"])
+    metrics["time/fit_seconds"] = fit_seconds
+    if torch.cuda.is_available() and next(module.model.parameters()).is_cuda:
+        metrics["gpu/peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        metrics["gpu/name"] = torch.cuda.get_device_name()
+    metrics.update(throughput.figures())
+    metrics["epochs"] = trainer.current_epoch
+    metrics["optimizer_steps"] = trainer.global_step
+    atomic_write_text(out / "final_metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    plots.write_run_plots(out)
+    return metrics
+
+
+def evaluate_final(model: torch.nn.Module, splits: dict, encoded: dict, config: dict
+                   ) -> tuple[dict, dict[str, np.ndarray]]:
+    """SPEC §4 metrics of the final model: train against observed labels, dev/test against clean labels.
+
+    Returns:
+        the metrics, and each split's class probabilities ``(N, C)``.
+    """
+    device = next(model.parameters()).device
+    precision = config["trainer"]["precision"]
+    metrics: dict = {}
+    all_probs = {}
+    for split in col.SPLITS:
+        df = splits[split]
+        probs = all_probs[split] = predict_proba(model, encoded[split], config["eval"]["batch_size"], device, precision)
+        metrics.update(summarize(probs, df[col.LABEL].to_numpy(), split))
+        if split == "train" and col.CLEAN_LABEL in df:
+            clean = df[col.CLEAN_LABEL].to_numpy()
+            metrics["train/accuracy_clean_labels"] = float(np.mean(probs.argmax(1) == clean))
+            if col.IS_NOISY in df and df[col.IS_NOISY].any():
+                noisy = df[col.IS_NOISY].to_numpy()
+                metrics["train/noisy_fraction"] = float(noisy.mean())
+                metrics["train/accuracy_noisy_vs_clean"] = float(np.mean(probs.argmax(1)[noisy] == clean[noisy]))
+    return metrics, all_probs

@@ -1,0 +1,100 @@
+"""DMS splits: the published nn4dms index files and the three seeded splits, on real tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from protlc.dms.splits import mutational_split, positional_split, published_split, random_split
+from protlc.dms.tables import NUM_MUTATIONS, POSITIONS, load_dms_table
+from protlc.errors import ConfigError, InputError
+
+NN4DMS_SIZES = {  # (rows, train, tune, test) of the nn4dms main split
+    "avgfp": (54024, 43758, 4863, 5403),
+    "bgl3": (26653, 21588, 2399, 2666),
+    "pab1": (40852, 33089, 3677, 4086),
+}
+
+
+@pytest.fixture(scope="module")
+def nn4dms(shared_dir):
+    return shared_dir / "dms" / "nn4dms"
+
+
+@pytest.fixture(scope="module")
+def pab1(nn4dms):
+    return load_dms_table(nn4dms / "pab1" / "pab1.tsv")
+
+
+def _assert_partition(split, n):
+    joined = np.concatenate([split.train, split.tune, split.test])
+    assert len(np.unique(joined)) == len(joined) == n
+    assert joined.min() == 0 and joined.max() == n - 1
+
+
+@pytest.mark.parametrize("name", sorted(NN4DMS_SIZES))
+def test_published_main_splits_are_disjoint_and_cover_the_table(nn4dms, name):
+    rows, *sizes = NN4DMS_SIZES[name]
+    split = published_split(nn4dms / name / "splits_main", n_rows=rows)
+    assert list(split.sizes().values()) == sizes
+    _assert_partition(split, rows)
+    assert split.test[:3].tolist() == sorted(np.loadtxt(nn4dms / name / "splits_main" / "stest.txt", dtype=int))[:3]
+
+
+def test_published_split_rejects_bad_index_files(nn4dms, tmp_path):
+    source = nn4dms / "pab1" / "splits_main"
+    for name in ("train.txt", "tune.txt", "stest.txt"):
+        (tmp_path / name).write_text((source / name).read_text())
+    with pytest.raises(InputError, match="outside the table's 40000 rows"):
+        published_split(tmp_path, n_rows=40000)
+    (tmp_path / "tune.txt").write_text((source / "stest.txt").read_text().split("\n", 1)[0] + "\n")
+    with pytest.raises(InputError, match="is in both tune.txt and stest.txt"):
+        published_split(tmp_path)
+    (tmp_path / "tune.txt").write_text("12\nabc\n")
+    with pytest.raises(InputError, match=r"tune.txt, line 2: 'abc' is not a row index"):
+        published_split(tmp_path)
+    (tmp_path / "tune.txt").write_text("")
+    with pytest.raises(InputError, match="the tune part is empty"):
+        published_split(tmp_path)
+    (tmp_path / "stest.txt").unlink()
+    with pytest.raises(InputError, match="missing split file"):
+        published_split(tmp_path)
+
+
+def test_random_split_sizes_and_seeds(pab1):
+    n = len(pab1)
+    split = random_split(n, seed=7)
+    _assert_partition(split, n)
+    assert split.sizes() == {"train": n - 4085 - 3677, "tune": 3677, "test": 4085}
+    assert np.array_equal(random_split(n, seed=7).test, split.test)
+    assert not np.array_equal(random_split(n, seed=8).test, split.test)
+    assert np.array_equal(random_split(n, seed=np.random.default_rng(7)).test, split.test)
+    with pytest.raises(ConfigError, match="summing to 1"):
+        random_split(n, fractions=(0.8, 0.1, 0.2))
+    with pytest.raises(ConfigError, match="test part is empty"):
+        random_split(3, fractions=(0.8, 0.1, 0.1))
+
+
+def test_mutational_split_extrapolates_to_more_mutations(pab1):
+    counts = pab1[NUM_MUTATIONS].to_numpy()
+    split = mutational_split(counts, k=1, seed=0)
+    _assert_partition(split, len(pab1))
+    assert counts[split.train].max() == 1 and counts[split.tune].max() == 1
+    assert counts[split.test].min() == 2
+    assert split.sizes()["test"] == 39608 and split.sizes()["tune"] == round(0.1 * 1244)
+    with pytest.raises(ConfigError, match="test part is empty"):
+        mutational_split(counts, k=2, seed=0)
+
+
+def test_positional_split_holds_out_positions(pab1):
+    positions = pab1[POSITIONS].tolist()
+    split = positional_split(positions, seed=3, fraction=0.2)
+    _assert_partition(split, len(pab1))
+    seen = {p for i in np.concatenate([split.train, split.tune]) for p in positions[i]}
+    held = set(range(75)) - seen
+    assert len(held) == 15
+    assert all(set(positions[i]) & held for i in split.test)
+    other = positional_split(positions, seed=4, fraction=0.2)
+    assert not np.array_equal(other.test, split.test)
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        positional_split(positions, seed=3, fraction=1.0)

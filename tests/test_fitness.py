@@ -1,0 +1,206 @@
+"""The DMS fitness head: a tiny model trained on 2,000 real Pab1 variants, its run directory and checkpoint,
+transfer from a Pfam classifier checkpoint, and the train-dms command's errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from protlc.cli import cli
+from protlc.cli import commands  # noqa: F401  (registers the commands)
+from protlc.errors import CheckpointError, ConfigError, InputError
+from protlc.model import ProtCNNClassifier, get_preset
+from protlc.training.checkpoint import load_checkpoint, stamp
+from protlc.training.fitness import FitnessModel, build_fitness_model
+from protlc.training.fitness_run import DMS_DEFAULTS, load_dms_config, train_dms
+
+PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"
+PAB1_OFFSET = 126
+TINY = ["model.preset=tiny", "model.filters=16", "model.dilations=[1, 2]", "head.channels=2", "head.hidden=16",
+        "trainer.max_epochs=2", "data.batch_size=64", "trainer.log_every_n_steps=5", "trainer.progress_bar=false"]
+
+
+def tiny_config(*extra: str) -> dict:
+    return load_dms_config(overrides=[*TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def pab1_subset(shared_dir, tmp_path_factory):
+    """2,000 real Pab1 variants (random rows of nn4dms' pab1.tsv) in nn4dms notation."""
+    table = pd.read_csv(shared_dir / "dms" / "nn4dms" / "pab1" / "pab1.tsv", sep="\t")
+    path = tmp_path_factory.mktemp("pab1") / "pab1_2k.tsv"
+    table.sample(2000, random_state=0).to_csv(path, sep="\t", index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(pab1_subset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train_dms(pab1_subset, out, PAB1_WT, tiny_config(), offset=PAB1_OFFSET, seed=3)
+    return out
+
+
+def test_run_directory_and_metrics(run_dir):
+    metrics = json.loads((run_dir / "final_metrics.json").read_text())
+    for key in ("test/pearson", "test/spearman", "tune/pearson", "tune/mse", "ridge/test/pearson",
+                "ridge/test/spearman", "epochs", "time/fit_seconds"):
+        assert key in metrics, key
+    assert math.isfinite(metrics["test/pearson"]) and -1.0 <= metrics["test/pearson"] <= 1.0
+    assert metrics["ridge/test/pearson"] > 0.5  # ridge on 1,600 real Pab1 variants is informative
+    assert metrics["epochs"] == 2
+    assert metrics["split/train"] + metrics["split/tune"] + metrics["split/test"] == 2000
+    for name in ("config.yaml", "metrics.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 "plots/test_scatter.png", "plots/tune_curve.png", "test_predictions.csv"):
+        assert (run_dir / name).is_file(), name
+    log = pd.read_csv(run_dir / "metrics.csv")
+    assert log["tune/pearson"].notna().sum() == 2
+
+
+def test_checkpoint_loads_safely_and_reproduces_test_predictions(run_dir, pab1_subset):
+    raw = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    hp = raw["hyper_parameters"]
+    assert hp["wild_type"] == PAB1_WT and hp["notation"] == "nn4dms" and hp["offset"] == PAB1_OFFSET
+    assert raw["protlc"]["task"] == "fitness"
+    loaded = load_checkpoint(run_dir / "checkpoints" / "best.ckpt", task="fitness")
+    assert isinstance(loaded.model, FitnessModel) and loaded.model.family is None
+    test = pd.read_csv(run_dir / "test_predictions.csv")
+    table = pd.read_csv(pab1_subset, sep="\t")
+    from protlc.dms.mutations import apply_many
+    from protlc.data.loading import EncodedSequences
+    from protlc.training.inference import model_outputs
+
+    sequences, errors = apply_many(PAB1_WT, table["variant"].iloc[test["row"]].tolist(), "nn4dms", PAB1_OFFSET)
+    assert not errors
+    again = model_outputs(loaded.model, EncodedSequences(sequences), 128, "cpu")
+    np.testing.assert_allclose(again, test["predicted"].to_numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(test["measured"], table["score"].iloc[test["row"]].to_numpy())
+
+
+def test_same_seed_gives_identical_predictions(run_dir, pab1_subset, tmp_path):
+    train_dms(pab1_subset, tmp_path / "again", PAB1_WT, tiny_config(), offset=PAB1_OFFSET, seed=3)
+    first = pd.read_csv(run_dir / "test_predictions.csv")
+    second = pd.read_csv(tmp_path / "again" / "test_predictions.csv")
+    np.testing.assert_array_equal(first["predicted"].to_numpy(), second["predicted"].to_numpy())
+
+
+def _classifier_checkpoint(path, num_classes: int = 3) -> dict:
+    """A Pfam-classifier-shaped checkpoint (random weights) as `protlc train` stamps it."""
+    config = get_preset("tiny").to_dict()
+    model = ProtCNNClassifier(get_preset("tiny"), num_classes, generator=torch.Generator().manual_seed(5))
+    labels = [{"family_id": f"FAM{i}", "family_accession": None} for i in range(num_classes)]
+    ckpt = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "hyper_parameters": {"model_config": config, "labels": labels, "config": {"seed": 0}}}
+    stamp(ckpt, "classify")
+    torch.save(ckpt, path)
+    return ckpt
+
+
+def test_transfer_keeps_the_frozen_family_classifier(pab1_subset, tmp_path):
+    pfam = _classifier_checkpoint(tmp_path / "pfam.ckpt")
+    out = tmp_path / "transfer"
+    metrics = train_dms(pab1_subset, out, PAB1_WT, tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET,
+                        init=tmp_path / "pfam.ckpt")
+    assert metrics["transfer"] is True
+    loaded = load_checkpoint(out / "checkpoints" / "last.ckpt", task="fitness")
+    assert [lab["family_id"] for lab in loaded.labels] == ["FAM0", "FAM1", "FAM2"]
+    assert loaded.hparams["model_config"] == pfam["hyper_parameters"]["model_config"]
+    family_state = loaded.model.family.state_dict()
+    for key, value in pfam["state_dict"].items():  # frozen: identical to the Pfam checkpoint after training
+        torch.testing.assert_close(family_state[key[len("model."):]], value)
+    encoder_changed = any(not torch.equal(v, pfam["state_dict"][f"model.encoder.{k}"])
+                          for k, v in loaded.model.encoder.state_dict().items() if k.endswith("weight"))
+    assert encoder_changed  # the encoder itself was fine-tuned
+
+
+def test_init_refuses_a_fitness_checkpoint(run_dir, pab1_subset, tmp_path):
+    with pytest.raises(CheckpointError, match="family classifier"):
+        train_dms(pab1_subset, tmp_path / "x", PAB1_WT, tiny_config(), offset=PAB1_OFFSET,
+                  init=run_dir / "checkpoints" / "best.ckpt")
+
+
+def test_build_fitness_model_refuses_classifier_hparams(tmp_path):
+    ckpt = _classifier_checkpoint(tmp_path / "pfam.ckpt")
+    with pytest.raises(CheckpointError, match="no fitness regression head"):
+        build_fitness_model(ckpt["hyper_parameters"], ckpt["state_dict"])
+
+
+def test_positional_head_refuses_other_lengths_and_pooled_head_takes_any():
+    config = get_preset("tiny").to_dict()
+    tokens = torch.randint(1, 21, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    with pytest.raises(ValueError, match="takes sequences of 10 residues"):
+        FitnessModel(config, {"kind": "positional"}, length=10)(tokens, mask)
+    pooled = FitnessModel(config, {"kind": "pooled"}, length=10).eval()
+    assert pooled(tokens, mask).shape == (2,)
+    with pytest.raises(ConfigError, match="head.kind"):
+        FitnessModel(config, {"kind": "attention"}, length=10)
+
+
+@pytest.mark.parametrize("split,extra", [("mutational", "split.mutational_k=1"), ("positional", None)])
+def test_other_splits_run(pab1_subset, tmp_path, split, extra):
+    """(The default random split is the one of ``run_dir``.)"""
+    config = tiny_config("trainer.max_epochs=1", *([extra] if extra else []))
+    metrics = train_dms(pab1_subset, tmp_path / split, PAB1_WT, config, offset=PAB1_OFFSET, split=split)
+    assert metrics["split/test"] > 0 and math.isfinite(metrics["ridge/test/pearson"])
+
+
+def test_config_file_matches_the_defaults(embedded_dir):
+    import yaml
+
+    path = embedded_dir.parent / "configs" / "dms.yaml"
+    assert yaml.safe_load(path.read_text()) == DMS_DEFAULTS
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, list(map(str, args)))
+
+
+def test_cli_trains_and_reports(pab1_subset, tmp_path):
+    result = _invoke("train-dms", pab1_subset, "--wt", PAB1_WT, "--offset", PAB1_OFFSET, "--out", tmp_path / "cli",
+                     "--max-epochs", 1, *sum((["--set", o] for o in TINY if "max_epochs" not in o), []))
+    assert result.exit_code == 0, result.output
+    assert '"test/pearson"' in result.output and '"ridge/test/pearson"' in result.output
+
+
+@pytest.mark.parametrize("case", ["non_empty_out", "missing_table", "bad_offset", "no_score_column",
+                                  "both_splits", "bad_split_dir", "bad_monitor"])
+def test_cli_errors_are_one_line(pab1_subset, tmp_path, case):
+    out = tmp_path / "out"
+    args = [pab1_subset, "--wt", PAB1_WT, "--offset", PAB1_OFFSET, "--out", out]
+    expected = {"non_empty_out": "not empty", "missing_table": "no such file", "bad_offset": "--offset 126",
+                "no_score_column": "no score column 'fitness_x'", "both_splits": "not both",
+                "bad_split_dir": "missing split file", "bad_monitor": "early_stopping.monitor"}[case]
+    if case == "non_empty_out":
+        out.mkdir()
+        (out / "something").write_text("x")
+    elif case == "missing_table":
+        args[0] = tmp_path / "absent.tsv"
+    elif case == "bad_offset":
+        args[4] = 0
+    elif case == "no_score_column":
+        args += ["--score-column", "fitness_x"]
+    elif case == "both_splits":
+        args += ["--splits", tmp_path, "--split", "random"]
+    elif case == "bad_split_dir":
+        args += ["--splits", tmp_path]
+    elif case == "bad_monitor":
+        args += ["--set", "early_stopping.monitor=tune/r2"]
+    result = _invoke("train-dms", *args)
+    assert result.exit_code != 0
+    assert expected in result.output, result.output
+    assert "Traceback" not in result.output
+    if case not in ("non_empty_out",):
+        assert not (out / "final_metrics.json").exists()
+
+
+def test_errors_have_the_right_types(pab1_subset, tmp_path):
+    with pytest.raises(InputError):
+        train_dms(pab1_subset, tmp_path / "a", PAB1_WT, tiny_config(), offset=0)
+    with pytest.raises(ConfigError, match="split.kind"):
+        train_dms(pab1_subset, tmp_path / "b", PAB1_WT, tiny_config(), offset=PAB1_OFFSET, split="sideways")

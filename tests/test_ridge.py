@@ -1,0 +1,85 @@
+"""Ridge baseline: equals ridge on the dense full one-hot; reproduces the nn4dms reference Pearson."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+
+import protlc.dms.ridge as ridge_module
+from protlc.dms.ridge import OneHotRidge, ridge_baseline
+from protlc.dms.splits import Split, published_split
+from protlc.dms.tables import MUTATED_SEQUENCE, SCORE, load_dms_table, sequence_matrix
+from protlc.errors import InputError
+
+# SPEC §6: test Pearson of ridge on one-hot on the nn4dms main split.
+REFERENCE_PEARSON = {"avgfp": 0.824, "bgl3": 0.574, "pab1": 0.898}
+LETTERS = "ACDEFGHIKLMNPQRSTVWY*"
+
+
+@pytest.fixture(scope="module")
+def nn4dms(shared_dir):
+    return shared_dir / "dms" / "nn4dms"
+
+
+@pytest.fixture(scope="module")
+def pab1(nn4dms):
+    return load_dms_table(nn4dms / "pab1" / "pab1.tsv")
+
+
+def _dense_one_hot(sequences):
+    matrix = np.zeros((len(sequences), len(sequences[0]) * len(LETTERS)))
+    for i, s in enumerate(sequences):
+        matrix[i, [p * len(LETTERS) + LETTERS.index(c) for p, c in enumerate(s)]] = 1.0
+    return matrix
+
+
+@pytest.mark.parametrize("dense_limit", [ridge_module.MAX_DENSE_FEATURES, 0])
+def test_matches_sklearn_ridge_on_the_full_one_hot(pab1, monkeypatch, dense_limit):
+    """Both solvers (eigendecomposition, LSQR) equal sklearn on the dense L x 21 one-hot of real Pab1 variants."""
+    monkeypatch.setattr(ridge_module, "MAX_DENSE_FEATURES", dense_limit)
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(pab1), size=1500, replace=False)
+    train, test = rows[:1200], rows[1200:]
+    sequences = pab1[MUTATED_SEQUENCE].to_numpy()
+    scores = pab1[SCORE].to_numpy()
+    wt = pab1.attrs["wild_type"]
+    ours = OneHotRidge(wt).fit(sequence_matrix(list(sequences[train]), len(wt)), scores[train])
+    for alpha in (0.3, 10.0):
+        reference = Ridge(alpha=alpha).fit(_dense_one_hot(sequences[train]), scores[train])
+        expected = reference.predict(_dense_one_hot(sequences[test]))
+        predicted = ours.predict(sequence_matrix(list(sequences[test]), len(wt)), alpha)
+        np.testing.assert_allclose(predicted, expected, atol=1e-5)
+
+
+def _published(nn4dms, name):
+    frame = load_dms_table(nn4dms / name / f"{name}.tsv")
+    split = published_split(nn4dms / name / "splits_main", n_rows=len(frame))
+    return ridge_baseline(frame.attrs["wild_type"], frame[MUTATED_SEQUENCE].tolist(), frame[SCORE].to_numpy(), split)
+
+
+def test_pab1_main_split_reproduces_reference(nn4dms):
+    result = _published(nn4dms, "pab1")
+    assert abs(result.test_pearson - REFERENCE_PEARSON["pab1"]) < 0.02, result
+    assert result.test_spearman > 0.85
+    assert len(result.test_predictions) == 4086
+    metrics = result.metrics()
+    assert metrics["ridge/test/pearson"] == result.test_pearson
+    assert {"ridge/test/spearman", "ridge/alpha", "ridge/tune/pearson"} <= set(metrics)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["avgfp", "bgl3"])
+def test_avgfp_bgl3_main_splits_reproduce_reference(nn4dms, name):
+    result = _published(nn4dms, name)
+    assert abs(result.test_pearson - REFERENCE_PEARSON[name]) < 0.02, result
+
+
+def test_bad_inputs(pab1):
+    wt = pab1.attrs["wild_type"]
+    sequences = pab1[MUTATED_SEQUENCE].tolist()[:30]
+    split = Split(np.arange(20), np.arange(20, 25), np.arange(25, 30))
+    with pytest.raises(InputError, match="wild type's length 75"):
+        ridge_baseline(wt, sequences[:29] + [wt[:-1]], np.arange(30.0), split)
+    with pytest.raises(InputError, match="no training variant differs"):
+        ridge_baseline(wt, [wt] * 30, np.arange(30.0), split)

@@ -1,0 +1,207 @@
+"""Streaming fitness scoring with a tiny model trained on real Pab1 variants: round trips, order, dedupe,
+generated libraries, rejects, every bad-input case, and the refusal of a classifier checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from protlc.cli import cli
+from protlc.cli import commands  # noqa: F401  (registers the commands)
+from protlc.data.loading import EncodedSequences
+from protlc.dms.mutations import apply_many
+from protlc.dms.scoring import FAMILY_PROBABILITY, FITNESS, PREDICTED_FAMILY, rejects_path, score_library
+from protlc.errors import CheckpointError, ConfigError, InputError
+from protlc.training.checkpoint import load_checkpoint
+from protlc.training.fitness_run import train_dms
+from protlc.training.inference import model_outputs
+
+from test_fitness import PAB1_OFFSET, PAB1_WT, _classifier_checkpoint, tiny_config
+
+
+@pytest.fixture(scope="module")
+def pab1_table(shared_dir):
+    return pd.read_csv(shared_dir / "dms" / "nn4dms" / "pab1" / "pab1.tsv", sep="\t")
+
+
+@pytest.fixture(scope="module")
+def pab1_rows(pab1_table):
+    """300 real Pab1 variants (nn4dms notation, offset 126), in file order."""
+    return pab1_table.iloc[1000:1300]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(pab1_table, tmp_path_factory):
+    """A tiny fitness model trained for one epoch on 1,500 other real Pab1 variants."""
+    root = tmp_path_factory.mktemp("score")
+    pab1_table.iloc[2000:3500].to_csv(root / "train.tsv", sep="\t", index=False)
+    train_dms(root / "train.tsv", root / "run", PAB1_WT, tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET)
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+def _expected_fitness(checkpoint, mutants, notation="nn4dms", offset=PAB1_OFFSET) -> np.ndarray:
+    sequences, errors = apply_many(PAB1_WT, mutants, notation, offset)
+    assert not errors
+    model = load_checkpoint(checkpoint, task="fitness").model
+    return model_outputs(model, EncodedSequences(sequences), 64, "cpu")
+
+
+def _library(pab1_rows, tmp_path, suffix=".csv", duplicate=True) -> tuple:
+    rows = pab1_rows.copy()
+    if duplicate:  # the same variants again, interleaved: dedupe must not reorder or drop them
+        rows = pd.concat([rows, rows.iloc[::7]]).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    path = tmp_path / f"library{suffix}"
+    if suffix == ".parquet":
+        rows.to_parquet(path, index=False)
+    else:
+        rows.to_csv(path, sep="," if suffix == ".csv" else "\t", index=False)
+    return path, rows
+
+
+@pytest.mark.parametrize("suffix,out_suffix", [(".csv", ".csv"), (".parquet", ".parquet"), (".tsv", ".parquet")])
+def test_round_trip_keeps_rows_order_and_values(checkpoint, pab1_rows, tmp_path, suffix, out_suffix):
+    library, rows = _library(pab1_rows, tmp_path, suffix)
+    out = tmp_path / f"scores{out_suffix}"
+    summary = score_library(checkpoint, library, out, chunk_size=64, batch_size=32)
+    scored = pd.read_parquet(out) if out_suffix == ".parquet" else pd.read_csv(out)
+    assert list(scored.columns) == ["variant", "num_mutations", "score", FITNESS]  # no index column
+    assert scored["variant"].tolist() == rows["variant"].tolist()
+    np.testing.assert_allclose(scored["score"].astype(float), rows["score"], rtol=1e-12)
+    np.testing.assert_allclose(scored[FITNESS], _expected_fitness(checkpoint, rows["variant"].tolist()),
+                               rtol=1e-5, atol=1e-5)
+    assert summary.rows == summary.scored == len(rows) and summary.rejected == 0
+    assert summary.unique_sequences < len(rows)  # duplicates collapsed within chunks
+
+
+def test_duplicates_get_the_same_fitness_and_chunking_changes_nothing(checkpoint, pab1_rows, tmp_path):
+    library, rows = _library(pab1_rows, tmp_path)
+    score_library(checkpoint, library, tmp_path / "a.csv", chunk_size=50)
+    score_library(checkpoint, library, tmp_path / "b.csv", chunk_size=100_000)
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    np.testing.assert_allclose(a[FITNESS], b[FITNESS], rtol=1e-6)
+    per_variant = a.groupby("variant")[FITNESS].nunique()
+    assert (per_variant == 1).all() and (a["variant"].value_counts() > 1).any()
+
+
+def test_saturation_writes_19_times_75_rows(checkpoint, tmp_path):
+    summary = score_library(checkpoint, None, tmp_path / "sat.parquet", saturation=True)
+    scored = pd.read_parquet(tmp_path / "sat.parquet")
+    assert len(scored) == 19 * 75 == summary.scored
+    assert scored["mutant"].is_unique
+    assert scored["mutant"].iloc[0] == "G126A"  # numbered like the training table (nn4dms offset 126)
+    np.testing.assert_allclose(scored[FITNESS].iloc[:5], _expected_fitness(checkpoint, ["G126A", "G126C", "G126D",
+                                                                                       "G126E", "G126F"]), atol=1e-5)
+
+
+def test_combinatorial_library(checkpoint, tmp_path):
+    score_library(checkpoint, None, tmp_path / "combo.csv", combinatorial="127:NAG,130:IKL", wt=PAB1_WT, offset=126)
+    scored = pd.read_csv(tmp_path / "combo.csv")
+    assert len(scored) == 9 and scored["mutant"].iloc[0] == "WT"
+
+
+def test_full_sequence_library_and_fasta_wild_type(checkpoint, pab1_rows, tmp_path):
+    mutants = pab1_rows["variant"].tolist()[:20]
+    sequences, _ = apply_many(PAB1_WT, mutants, "nn4dms", PAB1_OFFSET)
+    pd.DataFrame({"name": mutants, "mutated_sequence": sequences}).to_csv(tmp_path / "seqs.csv", index=False)
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(f">pab1\n{PAB1_WT[:40]}\n{PAB1_WT[40:]}\n")
+    score_library(checkpoint, tmp_path / "seqs.csv", tmp_path / "out.csv", wt=fasta)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")[FITNESS], _expected_fitness(checkpoint, mutants),
+                               atol=1e-5)
+
+
+def test_skip_invalid_writes_rejects_and_keeps_valid_rows_in_order(checkpoint, pab1_rows, tmp_path):
+    rows = pab1_rows.iloc[:40].copy().reset_index(drop=True)
+    bad = {3: "A126G", 10: "G999A", 17: "G126B", 25: "G12x6A"}  # mismatch, beyond, unknown letter, malformed
+    for row, token in bad.items():
+        rows.loc[row, "variant"] = token
+    rows.to_csv(tmp_path / "lib.csv", index=False)
+    out = tmp_path / "scores.csv"
+    summary = score_library(checkpoint, tmp_path / "lib.csv", out, skip_invalid=True, chunk_size=16)
+    scored = pd.read_csv(out)
+    valid = rows.drop(index=list(bad))
+    assert scored["variant"].tolist() == valid["variant"].tolist()
+    rejects = pd.read_csv(rejects_path(out))
+    assert rejects_path(out).name == "scores.rejects.csv"
+    assert rejects["row"].tolist() == sorted(bad) and rejects["token"].tolist() == [bad[r] for r in sorted(bad)]
+    assert rejects["reason"].str.len().min() > 10
+    assert (summary.scored, summary.rejected) == (36, 4)
+
+
+@pytest.mark.parametrize("token,message", [
+    ("A126G", "wild-type letter 'A' does not match the wild type, which has 'G' there"),
+    ("G999A", "position beyond the 75-residue wild type"),
+    ("G126B", "unknown mutant residue letter 'B'"),
+    ("G12x6A", "malformed substitution"),
+])
+def test_bad_rows_fail_with_file_row_and_token(checkpoint, pab1_rows, tmp_path, token, message):
+    rows = pab1_rows.iloc[:10].copy().reset_index(drop=True)
+    rows.loc[6, "variant"] = token
+    rows.to_csv(tmp_path / "lib.csv", index=False)
+    with pytest.raises(InputError) as err:
+        score_library(checkpoint, tmp_path / "lib.csv", tmp_path / "out.csv")
+    text = str(err.value)
+    assert "lib.csv, row 6 (line 8)" in text and repr(token) in text and message in text and "\n" not in text
+    assert not (tmp_path / "out.csv").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("content,message", [
+    ("variant,score\n", "has no rows"),
+    ("", "file is empty"),
+    ("name,score\nx,1\n", "no mutant column"),
+    ("mutated_sequence\nGNIF\n", "sequence has 4 residues but the model takes 75"),
+])
+def test_bad_libraries(checkpoint, tmp_path, content, message):
+    (tmp_path / "lib.csv").write_text(content)
+    with pytest.raises(InputError, match=message):
+        score_library(checkpoint, tmp_path / "lib.csv", tmp_path / "out.csv")
+
+
+def test_bad_options(checkpoint, pab1_rows, tmp_path):
+    library, _ = _library(pab1_rows, tmp_path, duplicate=False)
+    with pytest.raises(ConfigError, match="exactly one library"):
+        score_library(checkpoint, library, tmp_path / "o.csv", saturation=True)
+    with pytest.raises(ConfigError, match="positional head takes 75"):
+        score_library(checkpoint, library, tmp_path / "o.csv", wt=PAB1_WT + "A")
+    with pytest.raises(ConfigError, match="already has a column 'score'"):
+        score_library(checkpoint, library, tmp_path / "o.csv", output_column="score")
+
+
+def test_classifier_checkpoint_is_refused(pab1_rows, tmp_path):
+    _classifier_checkpoint(tmp_path / "pfam.ckpt")
+    library, _ = _library(pab1_rows, tmp_path, duplicate=False)
+    with pytest.raises(CheckpointError, match="needs a fitness model"):
+        score_library(tmp_path / "pfam.ckpt", library, tmp_path / "o.csv", wt=PAB1_WT)
+
+
+def test_transfer_checkpoint_adds_family_columns(pab1_rows, tmp_path):
+    _classifier_checkpoint(tmp_path / "pfam.ckpt")
+    table = tmp_path / "train.tsv"
+    pab1_rows.to_csv(table, sep="\t", index=False)
+    train_dms(table, tmp_path / "run", PAB1_WT, tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET,
+              init=tmp_path / "pfam.ckpt")
+    score_library(tmp_path / "run" / "checkpoints" / "last.ckpt", table, tmp_path / "o.csv")
+    scored = pd.read_csv(tmp_path / "o.csv")
+    assert set(scored[PREDICTED_FAMILY]) <= {"FAM0", "FAM1", "FAM2"}
+    assert scored[FAMILY_PROBABILITY].between(1 / 3, 1.0).all()
+
+
+def test_cli_one_line_errors_and_success(checkpoint, pab1_rows, tmp_path):
+    library, rows = _library(pab1_rows, tmp_path, duplicate=False)
+    ok = CliRunner().invoke(cli, ["score", str(checkpoint), str(library), "--out", str(tmp_path / "o.csv"),
+                                  "--no-progress"])
+    assert ok.exit_code == 0, ok.output
+    assert f"{len(rows)} variants scored" in ok.output
+    bad = CliRunner().invoke(cli, ["score", str(checkpoint), str(library), "--out", str(tmp_path / "o.csv"),
+                                   "--no-progress", "--offset", "1"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert bad.output.count("\n") == 1 and "--offset 126" in bad.output
+
+
+def test_worker_processes_give_the_same_output(checkpoint, pab1_rows, tmp_path):
+    library, _ = _library(pab1_rows, tmp_path)
+    score_library(checkpoint, library, tmp_path / "one.csv", chunk_size=40)
+    score_library(checkpoint, library, tmp_path / "two.csv", chunk_size=40, devices=2)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "two.csv"))

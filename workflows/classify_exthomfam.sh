@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Issue-3 experiment on the real extHomFam data (107 Pfam families, 123,465 domains):
+# clean labels vs symmetric label noise r=0.4, CCE vs ProSelfLC-AT, the FINAL model of every run,
+# then the label audit of the noisy runs. Results: $OUT/summary.json (+ each run directory).
+#
+#   bash workflows/classify_exthomfam.sh OUT_DIR [PRESET] [ACCELERATOR] [PRECISION] [EPOCHS]
+#
+# Runs go in parallel when ACCELERATOR=gpu (one GPU fits all); sequentially on CPU.
+set -euo pipefail
+OUT=${1:?usage: classify_exthomfam.sh OUT_DIR [PRESET] [ACCELERATOR] [PRECISION] [EPOCHS]}
+PRESET=${2:-small}
+ACCEL=${3:-cpu}
+PRECISION=${4:-32}
+EPOCHS=${5:-10}
+DATA=${PROTLC_EXTHOMFAM:-../shared/data/pfam/exthomfam.tsv.gz}
+PROTLC=${PROTLC:-protlc}
+mkdir -p "$OUT"
+
+[ -d "$OUT/ext_clean" ] || $PROTLC prepare "$DATA" --out "$OUT/ext_clean" --seed 0
+[ -d "$OUT/ext_r40" ] || $PROTLC prepare "$DATA" --out "$OUT/ext_r40" --seed 0 --label-noise 0.4
+
+run() {  # name dataset loss
+  local dir="$OUT/$PRESET-$1"
+  [ -f "$dir/final_metrics.json" ] && return 0
+  rm -rf "$dir"
+  $PROTLC train "$OUT/$2" --out "$dir" --preset "$PRESET" --loss "$3" --max-epochs "$EPOCHS" \
+    --accelerator "$ACCEL" --precision "$PRECISION" --seed 0 > "$OUT/$PRESET-$1.log" 2>&1
+}
+if [ "$ACCEL" = gpu ]; then
+  run clean-cce ext_clean cce & run r40-cce ext_r40 cce & run r40-proselflc_at ext_r40 proselflc_at & wait
+else
+  run clean-cce ext_clean cce; run r40-cce ext_r40 cce; run r40-proselflc_at ext_r40 proselflc_at
+fi
+for loss in cce proselflc_at; do
+  $PROTLC audit "$OUT/$PRESET-r40-$loss/checkpoints/last.ckpt" --out "$OUT/$PRESET-r40-$loss/audit.csv" \
+    > "$OUT/$PRESET-r40-$loss/audit.txt"
+done
+python3 - "$OUT" "$PRESET" <<'PY'
+import json, pathlib, sys
+out, preset = pathlib.Path(sys.argv[1]), sys.argv[2]
+summary = {}
+for run in sorted(out.glob(f"{preset}-*/final_metrics.json")):
+    m = json.loads(run.read_text())
+    row = {k: m[k] for k in ("train/accuracy", "train/accuracy_clean_labels", "test/accuracy",
+                             "test/confidence_entropy", "test/max_p", "test/ece", "time/fit_seconds",
+                             "time/train_sequences_per_second", "epochs") if k in m}
+    audit = run.parent / "audit.txt"
+    if audit.is_file():
+        row["audit"] = audit.read_text().strip()
+    summary[run.parent.name] = row
+(out / f"summary-{preset}.json").write_text(json.dumps(summary, indent=2) + "\n")
+print(json.dumps(summary, indent=2))
+PY
