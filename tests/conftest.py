@@ -26,8 +26,8 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_or_embedded_tsv() -> Path:
-    """A real extHomFam sample: ../shared's 32-per-family file, else the embedded copy in data/."""
-    for path in (SHARED / "pfam" / "exthomfam_tiny32.tsv", EMBEDDED / "pfam" / "exthomfam_tiny32.tsv"):
+    """The embedded real extHomFam sample (32 domains per family, with family_id)."""
+    for path in (EMBEDDED / "exthomfam_tiny32.tsv",):
         if path.is_file():
             return path
     pytest.skip("no extHomFam sample available")

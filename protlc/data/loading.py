@@ -32,7 +32,7 @@ class EncodedSequences(torch.utils.data.Dataset):
         self.lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         self.buffer = ALPHABET.encode("".join(sequences)) if len(sequences) else np.zeros(0, np.uint8)
-        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.labels = None if labels is None else torch.as_tensor(np.array(labels), dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -91,11 +91,14 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[list[int]]:
+        # A generator, so the order is drawn at the first batch, after any set_epoch() that
+        # Lightning makes between creating the iterator and using it (as when resuming).
         batches = self._batches()
         if self.world_size > 1:
             per_rank = len(batches) // self.world_size
             batches = batches[self.rank :: self.world_size][:per_rank]
-        return iter(b.tolist() for b in batches)
+        for b in batches:
+            yield b.tolist()
 
     def __len__(self) -> int:
         n_batches = -(-len(self.lengths) // self.batch_size)

@@ -18,6 +18,7 @@ default) needs no pool.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -104,6 +105,25 @@ def _start_worker(checkpoint: str, devices: "multiprocessing.Queue", batch_size:
 
 def _predict_in_worker(sequences: list[str]) -> np.ndarray:
     return _WORKER(sequences)
+
+
+def _prediction_backend(checkpoint, model: torch.nn.Module, device: str, devices: int, batch_size: int):
+    """``(submit, pool)``: ``submit(sequences)`` returns an object whose ``get()`` gives their outputs.
+
+    One device: predicted at once in this process (pool None). Several: a spawned pool of ``devices``
+    workers, each loading the checkpoint on its own device (``cuda:i``, or the CPU with an even share
+    of the cores).
+    """
+    if devices == 1:
+        predictor = Predictor(model, device, batch_size)
+        return (lambda sequences: _Done(predictor(sequences))), None
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    for i in range(devices):
+        queue.put(f"cuda:{i}" if device.startswith("cuda") else device)
+    threads = max(1, (os.cpu_count() or 1) // devices) if device == "cpu" else 1
+    pool = context.Pool(devices, _start_worker, (str(checkpoint), queue, batch_size, threads))
+    return (lambda sequences: pool.apply_async(_predict_in_worker, (sequences,))), pool
 
 
 class _Done:
@@ -271,25 +291,14 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     applier = mut.applier(wild_type, notation, offset)
     labels = [lab.get("family_id", str(lab)) if isinstance(lab, dict) else str(lab) for lab in loaded.labels]
 
-    pool = None
-    if devices > 1:
-        context = multiprocessing.get_context("spawn")
-        queue = context.Queue()
-        for i in range(devices):
-            queue.put(f"cuda:{i}" if device.startswith("cuda") else device)
-        threads = max(1, (os.cpu_count() or 1) // devices) if device == "cpu" else 1
-        pool = context.Pool(devices, _start_worker, (str(checkpoint), queue, batch_size, threads))
-        predict = lambda seqs: pool.apply_async(_predict_in_worker, (seqs,))  # noqa: E731
-    else:
-        predictor = Predictor(loaded.model, device, batch_size)
-        predict = lambda seqs: _Done(predictor(seqs))  # noqa: E731
+    submit, pool = _prediction_backend(checkpoint, loaded.model, device, devices, batch_size)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=source.total, desc="score", unit="variant", disable=not progress)
     counts = {"rows": 0, "scored": 0, "rejected": 0, "unique": 0}
     rejects_file = rejects_path(out) if skip_invalid else None
 
-    def write(job, writer, reject_writer) -> None:
+    def write(job, writer) -> None:
         frame, codes, pending = job
         outputs = pending.get()[codes]
         frame[output_column] = outputs[:, 0]
@@ -300,7 +309,8 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
         bar.update(len(frame))
 
     try:
-        with ChunkWriter(out) as writer, _optional_writer(rejects_file) as reject_writer:
+        rejects_context = ChunkWriter(rejects_file) if rejects_file else contextlib.nullcontext()
+        with ChunkWriter(out) as writer, rejects_context as reject_writer:
             in_flight: deque = deque()
             for frame in source.chunks:
                 counts["rows"] += len(frame)
@@ -318,11 +328,11 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
                 counts["scored"] += len(frame)
                 counts["rejected"] += len(errors)
                 counts["unique"] += len(uniques)
-                in_flight.append((frame.reset_index(drop=True), codes, predict(list(uniques))))
+                in_flight.append((frame.reset_index(drop=True), codes, submit(list(uniques))))
                 while len(in_flight) > (IN_FLIGHT_PER_WORKER * devices if pool is not None else 0):
-                    write(in_flight.popleft(), writer, reject_writer)
+                    write(in_flight.popleft(), writer)
             while in_flight:
-                write(in_flight.popleft(), writer, reject_writer)
+                write(in_flight.popleft(), writer)
             if reject_writer is not None and reject_writer.rows == 0:
                 reject_writer.write(pd.DataFrame(columns=list(REJECT_COLUMNS)))
     finally:
@@ -331,16 +341,3 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
             pool.terminate()
     return ScoreSummary(counts["rows"], counts["scored"], counts["rejected"], counts["unique"],
                         time.perf_counter() - started, Path(out), rejects_file)
-
-
-class _optional_writer:
-    """``ChunkWriter(path)`` when a path is given, else a context that yields None."""
-
-    def __init__(self, path: Path | None):
-        self.writer = ChunkWriter(path) if path is not None else None
-
-    def __enter__(self):
-        return self.writer.__enter__() if self.writer is not None else None
-
-    def __exit__(self, *exc):
-        return self.writer.__exit__(*exc) if self.writer is not None else False

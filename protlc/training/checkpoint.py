@@ -7,6 +7,7 @@ Checkpoints hold only tensors and plain Python values, so they load with
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +39,15 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a readable checkpoint (not a PyTorch checkpoint file)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused to load: it holds more than tensors and plain values ({first[:200]})") from None
-    except Exception as exc:  # truncated / not a torch file
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which is exactly what must not happen here
+        raise CheckpointError(f"{path}: refused to load: it holds Python objects beyond tensors and plain "
+                              "values, which would run code when unpickled; protlc checkpoints never do") from None
+    except Exception as exc:  # truncated / corrupt archive
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(ckpt, dict) or PROTLC_KEY not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not a protlc checkpoint (no protlc task stamp); give RUN_DIR/checkpoints/last.ckpt or best.ckpt")
@@ -70,6 +74,9 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> LoadedCheckpoi
         raise CheckpointError(f"{path}: this checkpoint is {need.get(found, found)}; this command needs {need.get(task, task)}")
     hp = ckpt.get("hyper_parameters", {})
     if found == "classify":
+        missing = [k for k in ("model_config", "labels", "config") if k not in hp]
+        if missing:
+            raise CheckpointError(f"{path}: incomplete classifier checkpoint (no {', '.join(missing)} in its hyper-parameters)")
         model = ProtCNNClassifier(ProtCNNConfig.from_dict(hp["model_config"]), len(hp["labels"]))
         model.load_state_dict(submodule_state(ckpt["state_dict"], "model."))
         model.eval()

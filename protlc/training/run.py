@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_only
 
 from protlc import columns as col
 from protlc.atomic import atomic_write_text
@@ -75,15 +76,18 @@ def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/a
         loggers.append(pl.loggers.TensorBoardLogger(out, name="tensorboard", version=""))
     except ImportError:
         pass
-    checkpoint = pl.callbacks.ModelCheckpoint(
-        dirpath=out / CHECKPOINTS, filename="best", monitor=monitor, mode=mode,
-        save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
-    )
+    # Two checkpoints: `best` (dev accuracy) and `last`, rewritten at the end of every epoch. (With
+    # save_last=True Lightning refreshes last.ckpt only when a best checkpoint is written, which
+    # would make --resume replay epochs.)
+    common = dict(dirpath=out / CHECKPOINTS, save_top_k=1, auto_insert_metric_name=False,
+                  enable_version_counter=False, save_on_train_epoch_end=True)
+    checkpoints = [pl.callbacks.ModelCheckpoint(filename="best", monitor="dev/accuracy", mode="max", **common),
+                   pl.callbacks.ModelCheckpoint(filename="last", monitor=None, **common)]
     return pl.Trainer(
         default_root_dir=out, max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
         num_nodes=t["num_nodes"], strategy=t["strategy"], precision=t["precision"],
         accumulate_grad_batches=t["accumulate_grad_batches"], gradient_clip_val=t["gradient_clip_val"],
-        log_every_n_steps=t["log_every_n_steps"], logger=loggers, callbacks=[checkpoint, *callbacks],
+        log_every_n_steps=t["log_every_n_steps"], logger=loggers, callbacks=[*checkpoints, *callbacks],
         use_distributed_sampler=False, deterministic=False, enable_model_summary=False,
         enable_progress_bar=t.get("progress_bar", True),
     )
@@ -103,7 +107,9 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     """
     out = Path(out_dir)
     dataset_dir = Path(dataset_dir)
-    last = _check_run_dir(out, resume)
+    # Under DDP, Lightning re-launches this command for the other ranks; only rank 0 owns the run dir.
+    is_rank_zero = rank_zero_only.rank == 0
+    last = _check_run_dir(out, resume) if is_rank_zero else (out / CHECKPOINTS / LAST if resume else None)
     splits = {s: store.read_split(dataset_dir, s) for s in col.SPLITS}
     labels = store.read_labels(dataset_dir)
     config = resolve(config, len(labels))
@@ -111,7 +117,8 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     model_config = {k: v for k, v in config["model"].items() if k != "preset"}
 
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", dump_config(config))
+    if is_rank_zero:
+        atomic_write_text(out / "config.yaml", dump_config(config))
     pl.seed_everything(config["seed"], workers=True, verbose=False)
 
     encoded = {s: EncodedSequences(df[col.SEQUENCE].tolist(), df[col.LABEL].to_numpy()) for s, df in splits.items()}

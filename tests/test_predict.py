@@ -1,0 +1,102 @@
+"""``protlc predict`` and ``protlc audit`` through the CLI, on a tiny run trained on real families."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from protlc.cli import _register, cli
+from protlc.training.run import train
+from test_train import noisy_dataset, tiny_config  # noqa: F401  (fixture)
+
+_register()
+
+
+@pytest.fixture(scope="module")
+def run_dir(noisy_dataset, tmp_path_factory) -> Path:  # noqa: F811
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(noisy_dataset, out, tiny_config(**{"loss.name": "proselflc_at", "trainer.max_epochs": 3}))
+    return out
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_predict_fasta_to_csv_and_parquet_keeps_order(run_dir, noisy_dataset, tmp_path):  # noqa: F811
+    test = pd.read_parquet(noisy_dataset / "test.parquet").head(7)
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text("".join(f">{n} some description\n{s[:40]}\n{s[40:]}\n" for n, s in zip(test.sequence_name, test.sequence)))
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    for suffix in ("csv", "parquet"):
+        out = tmp_path / f"pred.{suffix}"
+        result = invoke("predict", ckpt, fasta, "--out", out, "--top-k", 2)
+        assert result.exit_code == 0, result.output
+        frame = pd.read_csv(out) if suffix == "csv" else pd.read_parquet(out)
+        assert frame["sequence_name"].tolist() == test["sequence_name"].tolist()
+        assert {"predicted_family", "probability", "confidence", "is_unknown", "top2_family", "top2_probability"} <= set(frame.columns)
+        assert (frame["top1_probability"] >= frame["top2_probability"]).all()
+        assert (frame["predicted_family"] == frame["top1_family"]).all()
+        threshold = json.loads((run_dir / "calibration.json").read_text())["unknown_threshold"]
+        assert (frame["is_unknown"] == (frame["probability"] < threshold)).all()
+    # an explicit threshold of 1 flags everything
+    result = invoke("predict", ckpt, fasta, "--out", tmp_path / "all.csv", "--unknown-threshold", 1.0)
+    assert pd.read_csv(tmp_path / "all.csv")["is_unknown"].all()
+
+
+@pytest.mark.parametrize("content, message", [
+    (">a\nMKV1LA\n", "record 'a': invalid residue '1' at position 4"),
+    (">a\nMKV*LA\n", "record 'a': invalid residue '*' at position 4"),
+    (">a\nacgtacgtac\n", "record 'a': invalid residue 'a' at position 1"),
+    ("", "file is empty"),
+])
+def test_predict_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path, content, message):
+    bad = tmp_path / "bad.fasta"
+    bad.write_text(content)
+    out = tmp_path / "out.csv"
+    result = invoke("predict", run_dir / "checkpoints" / "last.ckpt", bad, "--out", out)
+    assert result.exit_code == 2
+    assert message in result.output and result.output.count("\n") == 1
+    assert not out.exists() and not list(tmp_path.glob(".out.csv*"))
+
+
+def test_predict_refuses_missing_or_foreign_checkpoints(tmp_path):
+    q = tmp_path / "q.fasta"
+    q.write_text(">a\nMKVLA\n")
+    result = invoke("predict", tmp_path / "none.ckpt", q, "--out", tmp_path / "o.csv")
+    assert result.exit_code == 3 and "does not exist" in result.output
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    result = invoke("predict", junk, q, "--out", tmp_path / "o.csv")
+    assert result.exit_code == 3 and "not a readable checkpoint" in result.output
+
+
+def test_audit_lists_disputed_labels_with_precision_and_recall(run_dir, noisy_dataset, tmp_path):  # noqa: F811
+    out = tmp_path / "audit.csv"
+    result = invoke("audit", run_dir / "checkpoints" / "last.ckpt", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "precision" in result.output and "recall" in result.output
+    table = pd.read_csv(out)
+    assert list(table.columns[:5]) == ["sequence_name", "observed_family", "suggested_family", "confidence", "epsilon"]
+    assert (table["observed_family"] != table["suggested_family"]).all()
+    assert table["confidence"].is_monotonic_decreasing
+    train_df = pd.read_parquet(noisy_dataset / "train.parquet")
+    flagged_noisy = train_df.iloc[table["row"]]["is_noisy"].to_numpy()
+    assert (flagged_noisy == table["is_noisy"].to_numpy()).all()
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    import pathlib
+
+    import torch
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "protlc": {"task": "classify"}, "x": pathlib.PurePosixPath("x")}, evil)
+    q = tmp_path / "q.fasta"
+    q.write_text(">a\nMKVLA\n")
+    result = invoke("predict", evil, q, "--out", tmp_path / "o.csv")
+    assert result.exit_code == 3 and "refused to load" in result.output

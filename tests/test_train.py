@@ -1,0 +1,120 @@
+"""Training end to end on tiny real data: run directory, checkpoints, resume, determinism, DDP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from protlc.data.prepare import PrepareOptions, prepare_dataset
+from protlc.errors import CheckpointError, ConfigError
+from protlc.training.checkpoint import load_checkpoint
+from protlc.training.config import load_config
+from protlc.training.run import train
+
+REPO = Path(__file__).resolve().parents[1]
+TIMING_KEYS = ("time/", "gpu/")
+
+
+@pytest.fixture(scope="module")
+def noisy_dataset(tmp_path_factory) -> Path:
+    """6 real Pfam families from the embedded sample, symmetric label noise 0.3 + crop noise."""
+    tmp = tmp_path_factory.mktemp("data")
+    df = pd.read_csv(REPO / "data" / "exthomfam_16fam.tsv", sep="\t")
+    keep = sorted(df["family_id"].unique())[:6]
+    df[df["family_id"].isin(keep)].to_csv(tmp / "six.tsv", sep="\t", index=False)
+    out = tmp / "ds"
+    prepare_dataset([tmp / "six.tsv"], out, PrepareOptions(label_noise=0.3, crop_noise=0.2, seed=3), progress=False)
+    return out
+
+
+def tiny_config(**overrides) -> dict:
+    items = {"model.preset": "tiny", "trainer.max_epochs": 2, "data.batch_size": 16, "dynamics.every_n_steps": 4,
+             "optim.warmup_steps": 2, "trainer.log_every_n_steps": 2, **overrides}
+    return load_config([], [f"{k}={v}" for k, v in items.items()])
+
+
+def comparable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith(TIMING_KEYS)}
+
+
+def test_run_dir_holds_config_metrics_plots_and_safe_checkpoints(noisy_dataset, tmp_path):
+    run = tmp_path / "run"
+    metrics = train(noisy_dataset, run, tiny_config(**{"loss.name": "proselflc_at"}))
+    for name in ("config.yaml", "metrics.csv", "dynamics.csv", "final_metrics.json", "calibration.json",
+                 "checkpoints/last.ckpt", "checkpoints/best.ckpt", "plots/learning_curves.png", "plots/dynamics.png"):
+        assert (run / name).is_file(), name
+    saved = json.loads((run / "final_metrics.json").read_text())
+    for key in ("train/accuracy", "test/accuracy", "test/confidence_entropy", "test/max_p", "test/ece"):
+        assert 0.0 <= saved[key] <= 1.0 and saved[key] == metrics[key]
+    assert saved["train/noisy_fraction"] == pytest.approx(0.3, abs=0.01)
+    config = (run / "config.yaml").read_text()
+    assert "temperature: 0.2" in config and "filters: 16" in config  # resolved, not just names
+    dynamics = pd.read_csv(run / "dynamics.csv")
+    assert list(dynamics.columns[2:]) == ["correct_fitting", "wrong_fitting", "class_correction",
+                                          "entropy_clean", "entropy_noisy", "generalisation"]
+    assert "train/epsilon" in pd.read_csv(run / "metrics.csv").columns
+
+    raw = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # plain tensors + primitives only
+    assert raw["protlc"]["task"] == "classify"
+    loaded = load_checkpoint(run / "checkpoints" / "last.ckpt", task="classify")
+    assert [lab["family_id"] for lab in loaded.labels] == [lab["family_id"] for lab in json.loads(
+        (noisy_dataset / "labels.json").read_text())]
+    with pytest.raises(CheckpointError, match="fitness model"):
+        load_checkpoint(run / "checkpoints" / "last.ckpt", task="fitness")
+
+
+class _CrashAtEpoch(pl.Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated kill")
+
+
+def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(noisy_dataset, tmp_path):
+    config = tiny_config(**{"trainer.max_epochs": 3})
+    first = comparable(train(noisy_dataset, tmp_path / "a", config))
+    again = comparable(train(noisy_dataset, tmp_path / "b", config))
+    assert first == again
+
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(noisy_dataset, tmp_path / "c", config, extra_callbacks=[_CrashAtEpoch(2)])
+    assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "c" / "final_metrics.json").exists()
+    resumed = comparable(train(noisy_dataset, tmp_path / "c", config, resume=True))
+    assert resumed == first
+
+
+def test_run_dir_guards(noisy_dataset, tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("x")
+    with pytest.raises(ConfigError, match="not empty"):
+        train(noisy_dataset, tmp_path / "used", tiny_config())
+    with pytest.raises(ConfigError, match="no checkpoints/last.ckpt"):
+        train(noisy_dataset, tmp_path / "fresh", tiny_config(), resume=True)
+    with pytest.raises(ConfigError, match="unknown config key 'optim.lrr'"):
+        load_config([], ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="unknown loss"):
+        train(noisy_dataset, tmp_path / "x", tiny_config(**{"loss.name": "nope"}))
+
+
+def test_ddp_on_two_cpu_processes(noisy_dataset, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "protlc", "train", str(noisy_dataset), "--out", str(run), "--preset", "tiny",
+           "--max-epochs", "1", "--batch-size", "8", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((run / "final_metrics.json").read_text())
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0
+    # each rank took every other bucket batch: one epoch is half the single-process step count
+    train_rows = len(pd.read_parquet(noisy_dataset / "train.parquet"))
+    assert metrics["optimizer_steps"] <= np.ceil(train_rows / 8) // 2 + 1
