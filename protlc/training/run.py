@@ -76,12 +76,12 @@ def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/a
         loggers.append(pl.loggers.TensorBoardLogger(out, name="tensorboard", version=""))
     except ImportError:
         pass
-    # Two checkpoints: `best` (dev accuracy) and `last`, rewritten at the end of every epoch. (With
+    # Two checkpoints: `best` (by `monitor`) and `last`, rewritten at the end of every epoch. (With
     # save_last=True Lightning refreshes last.ckpt only when a best checkpoint is written, which
     # would make --resume replay epochs.)
     common = dict(dirpath=out / CHECKPOINTS, save_top_k=1, auto_insert_metric_name=False,
                   enable_version_counter=False, save_on_train_epoch_end=True)
-    checkpoints = [pl.callbacks.ModelCheckpoint(filename="best", monitor="dev/accuracy", mode="max", **common),
+    checkpoints = [pl.callbacks.ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common),
                    pl.callbacks.ModelCheckpoint(filename="last", monitor=None, **common)]
     return pl.Trainer(
         default_root_dir=out, max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
