@@ -204,3 +204,28 @@ def test_errors_have_the_right_types(pab1_subset, tmp_path):
         train_dms(pab1_subset, tmp_path / "a", PAB1_WT, tiny_config(), offset=0)
     with pytest.raises(ConfigError, match="split.kind"):
         train_dms(pab1_subset, tmp_path / "b", PAB1_WT, tiny_config(), offset=PAB1_OFFSET, split="sideways")
+
+
+def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset):
+    """The additive term of head.additive=ridge starts at exactly the ridge predictions (real Pab1 variants)."""
+    from protlc.data.loading import EncodedSequences
+    from protlc.dms.ridge import ridge_baseline
+    from protlc.dms.splits import random_split
+    from protlc.dms.tables import load_dms_table
+    from protlc.training.fitness_run import _build_module, ridge_effects
+
+    frame = load_dms_table(pab1_subset, PAB1_WT, offset=PAB1_OFFSET)
+    split = random_split(len(frame), seed=1)
+    sequences, scores = frame["mutated_sequence"].to_numpy(), frame["score"].to_numpy()
+    ridge = ridge_baseline(PAB1_WT, sequences, scores, split)
+    config = tiny_config("head.additive=ridge")
+    config["dms"].update(notation="nn4dms", offset=PAB1_OFFSET)
+    module = _build_module(config, PAB1_WT, scores[split.train])
+    module.start_from_additive(*ridge_effects(PAB1_WT, sequences[split.train], scores[split.train], ridge.alpha))
+    additive = module.model.additive.eval()
+    test = EncodedSequences(sequences[split.test].tolist())[np.arange(len(split.test))]
+    with torch.no_grad():
+        predicted = module.model.score_mean + module.model.score_std * additive(test["tokens"], test["mask"])
+    np.testing.assert_allclose(predicted.numpy(), ridge.test_predictions, atol=1e-4)
+    with pytest.raises(ConfigError, match="head.additive"):
+        FitnessModel(get_preset("tiny").to_dict(), {"kind": "pooled", "additive": "ridge"}, length=75)

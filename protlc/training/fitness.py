@@ -11,6 +11,13 @@ Two heads (``head.kind``):
   it was built for (true of substitution libraries; anything else is refused).
 * ``pooled``: the max-pooled embedding ``(B, F)`` -> :class:`protlc.model.FitnessHead` (any length).
 
+``head.additive: ridge`` (positional head only) adds :class:`AdditiveTerm`, a per-position residue table
+(a linear model on the one-hot) that starts at the ridge fit of the training split; the table and the
+network are then trained jointly. Why: with many positions and few
+observations per substitution (Bgl3: 501 positions, ~8 observations per substitution) the network alone
+learns the additive part slowly, since each table-like weight only receives a gradient in the few
+batches that hold its substitution; starting from the closed-form ridge solution removes that wait.
+
 The model predicts in score units: the head's output is de-standardised with the training split's
 score mean and standard deviation (buffers, so they travel in the state dict); training minimises the
 MSE of the standardised scores.
@@ -33,13 +40,15 @@ import pytorch_lightning as pl
 import torchmetrics
 from torch import nn
 
+from protlc.alphabet import ALPHABET
 from protlc.errors import CheckpointError, ConfigError
 from protlc.model import FitnessHead, ProtCNNClassifier, ProtCNNConfig, ProtCNNEncoder, init_parameters_
 from protlc.training.checkpoint import stamp, submodule_state
 
 TASK = "fitness"
 HEAD_KINDS = ("positional", "pooled")
-HEAD_DEFAULTS = {"kind": "positional", "channels": 8, "hidden": 128, "dropout": 0.1}
+HEAD_DEFAULTS = {"kind": "positional", "channels": 8, "hidden": 128, "dropout": 0.1, "additive": "none"}
+ADDITIVE_KINDS = ("none", "ridge")
 MONITORS = {"tune/mse": "min", "tune/pearson": "max"}
 
 
@@ -76,6 +85,24 @@ class PositionalFitnessHead(nn.Module):
         return (self.out(self.dropout(F.relu(self.hidden(z)))) + self.skip(z)).squeeze(-1)
 
 
+class AdditiveTerm(nn.Module):
+    """A per-position, per-residue table: ``sum_p weight[p, token_p] + bias`` (a linear model on the one-hot).
+
+    Args:
+        length: L; every sequence must have exactly this many residues.
+    """
+
+    def __init__(self, length: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(length, ALPHABET.size))
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` tokens/mask -> ``(B,)``."""
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        return (self.weight[positions, tokens.long()] * mask).sum(dim=1) + self.bias
+
+
 class FitnessModel(nn.Module):
     """ProtCNN encoder + fitness head (+ an optional frozen Pfam classifier for the family).
 
@@ -106,6 +133,11 @@ class FitnessModel(nn.Module):
         else:
             raise ConfigError(f"head.kind must be one of {', '.join(HEAD_KINDS)}, got {self.kind!r}")
         init_parameters_(self.head, generator)
+        if head["additive"] not in ADDITIVE_KINDS:
+            raise ConfigError(f"head.additive must be one of {', '.join(ADDITIVE_KINDS)}, got {head['additive']!r}")
+        if head["additive"] != "none" and self.kind != "positional":
+            raise ConfigError("head.additive needs the positional head (a fixed sequence length)")
+        self.additive = AdditiveTerm(length) if head["additive"] != "none" else None
         self.register_buffer("score_mean", torch.zeros(()))
         self.register_buffer("score_std", torch.ones(()))
         self.family = ProtCNNClassifier(config, num_families) if num_families else None
@@ -125,9 +157,10 @@ class FitnessModel(nn.Module):
 
     def standardized(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(B, L)`` tokens/mask -> standardised fitness ``(B,)`` (the training target's units)."""
-        if self.kind == "positional":
-            return self.head(self.encoder.embed_positions(tokens, mask))
-        return self.head(self.encoder(tokens, mask))
+        if self.kind == "pooled":
+            return self.head(self.encoder(tokens, mask))
+        out = self.head(self.encoder.embed_positions(tokens, mask))
+        return out if self.additive is None else out + self.additive(tokens, mask)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(B, L)`` tokens/mask -> fitness ``(B,)`` in score units."""
@@ -172,6 +205,23 @@ class FitnessModule(pl.LightningModule):
             "pearson": torchmetrics.PearsonCorrCoef(),
             "spearman": torchmetrics.SpearmanCorrCoef(),
         }, prefix="tune/")
+
+    def start_from_additive(self, effects: torch.Tensor, wild_type_score: float) -> None:
+        """Start the additive term at a fitted additive model (the network keeps its initial weights).
+
+        (Zeroing the network's output layers instead, so that the model would start exactly at the
+        additive fit, leaves its inner layers without gradient: measured on Pab1, the training loss then
+        stays at the additive fit's level for epochs.)
+
+        Args:
+            effects: ``(L, ALPHABET.size)`` score change of each residue at each position relative to the
+                wild type (0 for the wild-type residue), in score units.
+            wild_type_score: the additive model's prediction for the wild type.
+        """
+        model = self.model
+        with torch.no_grad():
+            model.additive.weight.copy_(effects / model.score_std)
+            model.additive.bias.fill_(float((wild_type_score - model.score_mean) / model.score_std))
 
     def load_pretrained(self, classifier_state: dict) -> None:
         """Copy a Pfam classifier's weights (its ``model.`` state) into the encoder and the frozen family copy."""

@@ -25,11 +25,12 @@ import pytorch_lightning as pl
 import torch
 from scipy.stats import pearsonr, spearmanr
 
+from protlc.alphabet import ALPHABET, STANDARD, STOP
 from protlc.atomic import atomic_path, atomic_write_text
 from protlc.data.loading import EncodedSequences, FamilyDataModule
 from protlc.dms import splits as dms_splits
-from protlc.dms.ridge import ridge_baseline
-from protlc.dms.tables import MUTATED_SEQUENCE, NUM_MUTATIONS, POSITIONS, SCORE, load_dms_table
+from protlc.dms.ridge import OneHotRidge, ridge_baseline
+from protlc.dms.tables import MUTATED_SEQUENCE, NUM_MUTATIONS, POSITIONS, SCORE, load_dms_table, sequence_matrix
 from protlc.errors import CheckpointError, ConfigError
 from protlc.model import get_preset
 from protlc.training.callbacks import ThroughputCallback
@@ -157,6 +158,27 @@ def _build_module(config: dict, wild_type: str, train_scores: np.ndarray) -> Fit
     return module
 
 
+def ridge_effects(wild_type: str, sequences, scores, alpha: float) -> tuple[torch.Tensor, float]:
+    """The ridge model of ``(sequences, scores)`` (the training split) as a per-position residue table.
+
+    Ridge on the one-hot is additive, so its prediction for any variant is the wild type's prediction
+    plus the effects of its substitutions, each read off the prediction for that single mutant.
+
+    Returns:
+        ``(effects, wild_type_score)``: effects ``(L, ALPHABET.size)`` in score units (0 for the
+        wild-type residue and for letters that never occur), and the prediction for the wild type.
+    """
+    length = len(wild_type)
+    model = OneHotRidge(wild_type).fit(sequence_matrix(list(sequences), length), np.asarray(scores, dtype=np.float64))
+    letters = STANDARD + STOP
+    singles = [wild_type[:p] + a + wild_type[p + 1:] for p in range(length) for a in letters]
+    predicted = model.predict(sequence_matrix(singles + [wild_type], length), alpha)
+    effects = torch.zeros(length, ALPHABET.size)
+    effects[:, torch.from_numpy(ALPHABET.encode(letters).astype(np.int64))] = torch.from_numpy(
+        (predicted[:-1] - predicted[-1]).reshape(length, len(letters))).float()
+    return effects, float(predicted[-1])
+
+
 def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = None, config: dict | None = None,
               *, notation: str | None = None, offset: int | None = None, score_column: str | None = None,
               mutant_column: str | None = None, splits_dir: str | Path | None = None, split: str | None = None,
@@ -189,6 +211,12 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     sequences = frame[MUTATED_SEQUENCE].to_numpy()
     scores = frame[SCORE].to_numpy()
     module = _build_module(config, wild_type, scores[parts["train"]])
+    started_ridge = time.perf_counter()
+    ridge = ridge_baseline(wild_type, sequences, scores, dms_splits.Split(**parts))
+    ridge_seconds = time.perf_counter() - started_ridge
+    if config["head"]["additive"] == "ridge" and last is None:
+        module.start_from_additive(*ridge_effects(wild_type, sequences[parts["train"]], scores[parts["train"]],
+                                                  ridge.alpha))
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
@@ -217,12 +245,10 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     metrics: dict = {}
     for p in PARTS:
         metrics.update(_correlations(predictions[p], scores[parts[p]], p))
-    started_ridge = time.perf_counter()
-    ridge = ridge_baseline(wild_type, sequences, scores, dms_splits.Split(**parts))
     metrics.update(ridge.metrics())
     epochs = trainer.current_epoch
     metrics.update({
-        "time/fit_seconds": fit_seconds, "time/ridge_seconds": time.perf_counter() - started_ridge,
+        "time/fit_seconds": fit_seconds, "time/ridge_seconds": ridge_seconds,
         "epochs": epochs, "best_epoch": _best_epoch(out, stopping["monitor"], mode),
         "time/seconds_per_epoch": fit_seconds / max(1, epochs),
         "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
