@@ -13,10 +13,11 @@ Two heads (``head.kind``):
 
 ``head.additive: ridge`` (positional head only) adds :class:`AdditiveTerm`, a per-position residue table
 (a linear model on the one-hot) that starts at the ridge fit of the training split; the table and the
-network are then trained jointly. Why: with many positions and few
-observations per substitution (Bgl3: 501 positions, ~8 observations per substitution) the network alone
-learns the additive part slowly, since each table-like weight only receives a gradient in the few
-batches that hold its substitution; starting from the closed-form ridge solution removes that wait.
+network are then trained jointly. Why: with many positions and few observations per substitution
+(Bgl3: 501 positions, ~8 observations per substitution) the network alone learns the additive part
+slowly, because each table-like weight only receives a gradient in the few batches that hold its
+substitution (measured on the Bgl3 main split: tune Pearson 0.557 after 40 epochs, ridge 0.577; with
+the additive start 0.576 from the first epoch).
 
 The model predicts in score units: the head's output is de-standardised with the training split's
 score mean and standard deviation (buffers, so they travel in the state dict); training minimises the
@@ -34,9 +35,11 @@ from a ``torch.load(weights_only=True)`` result.
 
 from __future__ import annotations
 
+import warnings
+
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-import pytorch_lightning as pl
 import torchmetrics
 from torch import nn
 
@@ -195,16 +198,19 @@ class FitnessModule(pl.LightningModule):
     def __init__(self, model_config: dict, head: dict, wild_type: str, notation: str, offset: int, config: dict,
                  labels: list | None = None, score_mean: float = 0.0, score_std: float = 1.0):
         super().__init__()
+        labels = list(labels or [])  # saved as a plain list (save_hyperparameters reads the locals)
         self.save_hyperparameters()
         init = torch.Generator().manual_seed(int(config["seed"]))
-        self.model = FitnessModel(model_config, head, len(wild_type), len(labels or []), generator=init)
+        self.model = FitnessModel(model_config, head, len(wild_type), len(labels), generator=init)
         self.model.score_mean.fill_(float(score_mean))
         self.model.score_std.fill_(float(score_std))
-        self.tune_metrics = torchmetrics.MetricCollection({
-            "mse": torchmetrics.MeanSquaredError(),
-            "pearson": torchmetrics.PearsonCorrCoef(),
-            "spearman": torchmetrics.SpearmanCorrCoef(),
-        }, prefix="tune/")
+        with warnings.catch_warnings():  # Spearman keeps the tune split's predictions: a few MB at most
+            warnings.filterwarnings("ignore", message=".*will save all targets and predictions.*")
+            self.tune_metrics = torchmetrics.MetricCollection({
+                "mse": torchmetrics.MeanSquaredError(),
+                "pearson": torchmetrics.PearsonCorrCoef(),
+                "spearman": torchmetrics.SpearmanCorrCoef(),
+            }, prefix="tune/")
 
     def start_from_additive(self, effects: torch.Tensor, wild_type_score: float) -> None:
         """Start the additive term at a fitted additive model (the network keeps its initial weights).

@@ -39,7 +39,7 @@ from protlc.training.config import dump_config, load_config
 from protlc.training.fitness import HEAD_DEFAULTS, FitnessModule, check_monitor
 from protlc.training.inference import model_outputs
 from protlc.training.plots import save_figure
-from protlc.training.run import _check_run_dir, make_trainer
+from protlc.training.run import check_run_dir, make_trainer
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
 PARTS = dms_splits.PART_NAMES
@@ -199,7 +199,7 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     config = resolve_dms_config(config, table, notation=notation, offset=offset, score_column=score_column,
                                 mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed)
     out = Path(out_dir)
-    last = _check_run_dir(out, resume)
+    last = check_run_dir(out, resume)
     stopping = config["early_stopping"]
     mode = check_monitor(stopping["monitor"])
     dms = config["dms"]

@@ -53,7 +53,7 @@ def resolve(config: dict, num_classes: int) -> dict:
     return config
 
 
-def _check_run_dir(out: Path, resume: bool) -> Path | None:
+def check_run_dir(out: Path, resume: bool) -> Path | None:
     last = out / CHECKPOINTS / LAST
     if resume:
         if not last.is_file():
@@ -109,7 +109,7 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     dataset_dir = Path(dataset_dir)
     # Under DDP, Lightning re-launches this command for the other ranks; only rank 0 owns the run dir.
     is_rank_zero = rank_zero_only.rank == 0
-    last = _check_run_dir(out, resume) if is_rank_zero else (out / CHECKPOINTS / LAST if resume else None)
+    last = check_run_dir(out, resume) if is_rank_zero else (out / CHECKPOINTS / LAST if resume else None)
     splits = {s: store.read_split(dataset_dir, s) for s in col.SPLITS}
     labels = store.read_labels(dataset_dir)
     config = resolve(config, len(labels))
