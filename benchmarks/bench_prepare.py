@@ -21,10 +21,7 @@ writes the three Parquet files on extra threads). Results are printed and append
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,11 +32,11 @@ import pandas as pd
 from Bio import AlignIO
 
 from protlc.data.prepare import PrepareOptions, prepare_dataset
+from results import append, stamp  # benchmarks/results.py (the script folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "pfam"
 EMBEDDED = REPO / "data"
-RESULTS = REPO / "benchmarks" / "results.jsonl"
 OPTIONS = PrepareOptions(label_noise=0.4, label_noise_kind="symmetric", crop_noise=0.5)
 
 
@@ -117,24 +114,6 @@ def best_of(repeats: int, bare, path: Path, out: Path) -> dict:
     return {"sequences": n, **{key: min(values) for key, values in times.items()}}
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{platform.node()} ({cpu}, {os.cpu_count()} cores, Python {platform.python_version()})"
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip() + ("+dirty" if subprocess.run(
-                                  ["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True).stdout else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -163,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             n, size_mb = t["sequences"], path.stat().st_size / 1e6
             ratio, cpu_ratio = t["prepare_wall"] / t["bare_wall"], t["prepare_cpu"] / t["bare_cpu"]
             records.append({
-                "benchmark": "prepare", "date": datetime.date.today().isoformat(), "machine": machine(),
-                "load_average_1min": round(os.getloadavg()[0], 2), "git_commit": git_commit(), "input": name,
+                **stamp("prepare"), "input": name,
                 "source": str(path if build is None else path.name), "sequences": n, "input_mb": round(size_mb, 1),
                 "baseline": baseline, "bare_parse_s": round(t["bare_wall"], 3), "prepare_s": round(t["prepare_wall"], 3),
                 "ratio": round(ratio, 2), "bare_parse_cpu_s": round(t["bare_cpu"], 3),
@@ -175,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<22}{n:>10}{size_mb:>7.1f}{t['bare_wall']:>14.3f}{t['prepare_wall']:>11.3f}{ratio:>7.2f}"
                   f"{cpu_ratio:>11.2f}{n / t['prepare_wall']:>15,.0f}")
     if not args.no_record:
-        with open(RESULTS, "a") as fh:
-            for record in records:
-                fh.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} results to {RESULTS.relative_to(REPO)}")
+        append(records)
     return 0
 
 

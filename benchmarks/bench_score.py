@@ -16,9 +16,7 @@ appended to ``benchmarks/results.jsonl``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -30,7 +28,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prepare import git_commit, machine  # noqa: E402
+from results import append, stamp  # noqa: E402
 
 WORK = REPO / "benchmarks" / "work"
 RESULTS = REPO / "benchmarks" / "results.jsonl"
@@ -110,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = json.loads(result.stdout.strip().splitlines()[-1])
         assert figures["rows"] == n, figures
         records.append({
-            "benchmark": "score", "date": datetime.date.today().isoformat(), "machine": machine(),
-            "load_average_1min": round(os.getloadavg()[0], 2), "git_commit": git_commit(), "device": "cpu",
+            **stamp("score"), "device": "cpu",
             "torch_threads": torch.get_num_threads(), "variants": n,
             "seconds": round(figures["seconds"], 2), "variants_per_second": round(n / figures["seconds"]),
             "peak_rss_mb": round(figures["peak_rss_mb"], 1), "unique_sequences": figures["unique_sequences"],
@@ -121,10 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(records[-1]))
         out.unlink(missing_ok=True)
     if not args.no_record:
-        with open(RESULTS, "a") as handle:
-            for record in records:
-                handle.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} results to {RESULTS.relative_to(REPO)}")
+        append(records)
     return 0
 
 
