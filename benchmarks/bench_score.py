@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import append, stamp  # noqa: E402
 
 WORK = REPO / "benchmarks" / "work"
-RESULTS = REPO / "benchmarks" / "results.jsonl"
 PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"
 LETTERS = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
 MAX_SUBSTITUTIONS = 4
