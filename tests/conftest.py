@@ -31,3 +31,17 @@ def shared_or_embedded_tsv() -> Path:
         if path.is_file():
             return path
     pytest.skip("no extHomFam sample available")
+
+
+@pytest.fixture(scope="session")
+def nn4dms(shared_dir) -> Path:
+    """The nn4dms DMS data sets (avgfp, bgl3, pab1) with their published splits."""
+    return shared_dir / "dms" / "nn4dms"
+
+
+@pytest.fixture(scope="session")
+def pab1(nn4dms):
+    """The whole real Pab1 table (40,852 variants) in protlc's canonical columns."""
+    from protlc.dms.tables import load_dms_table
+
+    return load_dms_table(nn4dms / "pab1" / "pab1.tsv")

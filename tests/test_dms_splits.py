@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from protlc.dms.splits import mutational_split, positional_split, published_split, random_split
-from protlc.dms.tables import NUM_MUTATIONS, POSITIONS, load_dms_table
+from protlc.dms.tables import NUM_MUTATIONS, POSITIONS
 from protlc.errors import ConfigError, InputError
 
 NN4DMS_SIZES = {  # (rows, train, tune, test) of the nn4dms main split
@@ -14,16 +14,6 @@ NN4DMS_SIZES = {  # (rows, train, tune, test) of the nn4dms main split
     "bgl3": (26653, 21588, 2399, 2666),
     "pab1": (40852, 33089, 3677, 4086),
 }
-
-
-@pytest.fixture(scope="module")
-def nn4dms(shared_dir):
-    return shared_dir / "dms" / "nn4dms"
-
-
-@pytest.fixture(scope="module")
-def pab1(nn4dms):
-    return load_dms_table(nn4dms / "pab1" / "pab1.tsv")
 
 
 def _assert_partition(split, n):

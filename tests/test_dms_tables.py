@@ -22,11 +22,6 @@ PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQ
 
 
 @pytest.fixture(scope="module")
-def nn4dms(shared_dir):
-    return shared_dir / "dms" / "nn4dms"
-
-
-@pytest.fixture(scope="module")
 def pab1_rows(nn4dms):
     return pd.read_csv(nn4dms / "pab1" / "pab1.tsv", sep="\t").iloc[::400].reset_index(drop=True)
 

@@ -17,16 +17,6 @@ REFERENCE_PEARSON = {"avgfp": 0.824, "bgl3": 0.574, "pab1": 0.898}
 LETTERS = "ACDEFGHIKLMNPQRSTVWY*"
 
 
-@pytest.fixture(scope="module")
-def nn4dms(shared_dir):
-    return shared_dir / "dms" / "nn4dms"
-
-
-@pytest.fixture(scope="module")
-def pab1(nn4dms):
-    return load_dms_table(nn4dms / "pab1" / "pab1.tsv")
-
-
 def _dense_one_hot(sequences):
     matrix = np.zeros((len(sequences), len(sequences[0]) * len(LETTERS)))
     for i, s in enumerate(sequences):
