@@ -6,7 +6,8 @@ Libraries are random multi-mutants of the real Pab1 wild type (nn4dms wt_sequenc
 positions each, mutant letters drawn uniformly from the 19 others, ProteinGym notation (``G1A:N2K``),
 written as CSV to ``benchmarks/work/`` (a seeded numpy Generator, so every run scores the same
 libraries). Each size is scored in a fresh child process, which reports its wall time and its peak
-resident memory (``getrusage`` ``ru_maxrss``: model, torch and the streaming pipeline included).
+resident memory (``VmHWM``, see ``results.peak_rss_mb``: model, torch and the streaming pipeline
+included).
 
 The model is the checkpoint given, else an untrained fitness model of the ``configs/dms.yaml`` size
 for the Pab1 wild type: speed and memory do not depend on the weights' values. Results are printed and
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -28,7 +28,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results import append, stamp  # noqa: E402
+from results import append, peak_rss_mb, stamp  # noqa: E402
 
 WORK = REPO / "benchmarks" / "work"
 PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"
@@ -73,7 +73,7 @@ def child(library: str, checkpoint: str, out: str, batch_size: int, chunk_size: 
     started = time.perf_counter()
     summary = score_library(checkpoint, library, out, batch_size=batch_size, chunk_size=chunk_size)
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "rows": summary.scored,
                       "unique_sequences": summary.unique_sequences}))
 

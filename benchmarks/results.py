@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 from pathlib import Path
 
@@ -33,6 +34,19 @@ def git_commit() -> str:
         return "unknown"
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB: ``VmHWM`` of /proc/self/status, else ``ru_maxrss``.
+
+    Not ``ru_maxrss`` first: Linux carries it over from the parent when a child is started with
+    vfork + exec (as ``subprocess`` does), so a child would report its parent's peak when that is larger.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def stamp(benchmark: str) -> dict:
     """The fields every record starts with."""
     return {"benchmark": benchmark, "date": datetime.date.today().isoformat(), "machine": machine(),
@@ -44,3 +58,20 @@ def append(records: list[dict]) -> None:
         for record in records:
             handle.write(json.dumps(record) + "\n")
     print(f"appended {len(records)} results to {RESULTS.relative_to(REPO)}")
+
+
+EXTHOMFAM = REPO.parent / "shared" / "data" / "pfam" / "exthomfam.tsv.gz"
+CLEAN_DATASET = REPO / "runs" / "bench" / "ext_clean"
+NOISY_DATASET = REPO / "runs" / "bench" / "ext_r40"
+
+
+def ensure_exthomfam_datasets() -> tuple[Path, Path]:
+    """The clean and r=0.4 extHomFam datasets (per-family split, seed 0), prepared on first use."""
+    from protlc.data.prepare import PrepareOptions, prepare_dataset
+
+    for out, noise in ((CLEAN_DATASET, 0.0), (NOISY_DATASET, 0.4)):
+        if not (out / "manifest.json").is_file():
+            if not EXTHOMFAM.is_file():
+                raise SystemExit(f"{EXTHOMFAM} not found: the benchmarks need ../shared/data (or pass --dataset)")
+            prepare_dataset([EXTHOMFAM], out, PrepareOptions(label_noise=noise, seed=0), overwrite=True)
+    return CLEAN_DATASET, NOISY_DATASET

@@ -116,3 +116,18 @@ def test_frame_missing_a_column(prepared, tmp_path):
         store.write_dataset(tmp_path / "ds", splits, [], {})
     assert not (tmp_path / "ds").exists()
     assert isinstance(splits["train"], pd.DataFrame)
+
+
+def test_atomic_outputs_get_umask_permissions_not_owner_only(tmp_path):
+    import os
+    from protlc.atomic import atomic_dir, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "out.txt", "x")
+        with atomic_dir(tmp_path / "outdir") as d:
+            (d / "f").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "outdir").stat().st_mode & 0o777 == 0o755

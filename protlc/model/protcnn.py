@@ -11,6 +11,9 @@ Padding invariance (predictions do not change when more padding is added) holds 
   only, and its output is re-masked (a plain BatchNorm would both count padding in its statistics
   and write ``bias - mean * scale`` into the padding that the next dilated convolution reads);
 * max-pooling sets padding to ``-inf`` first.
+
+On the CPU a batch without padding (e.g. equal-length DMS variants) skips all of this masking, which
+would multiply by ones.
 """
 
 from __future__ import annotations
@@ -180,7 +183,7 @@ class MaskedBatchNorm1d(nn.Module):
 
         Args:
             x: ``(B, C, L)`` activations, any float dtype, **zero at padding**.
-            mask: ``(B, 1, L)`` float32, 1 at residues, 0 at padding.
+            mask: ``(B, 1, L)`` float32, 1 at residues, 0 at padding; None when there is no padding.
             count: scalar float32 tensor, ``mask.sum()`` (number of residue positions in the batch).
 
         Returns:
@@ -199,12 +202,28 @@ class MaskedBatchNorm1d(nn.Module):
             self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
         scale = self.weight * torch.rsqrt(var + self.eps)
         shift = self.bias - mean * scale
-        y = torch.addcmul(shift[:, None], x, scale[:, None]) * mask
+        y = _masked(torch.addcmul(shift[:, None], x, scale[:, None]), mask)
         return y.to(x.dtype)
 
 
-def _masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return x * mask.to(x.dtype)
+def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``x`` zeroed at padding; ``mask`` None stands for a batch without padding (nothing to zero)."""
+    return x if mask is None else x * mask.to(x.dtype)
+
+
+def _has_padding(mask: torch.Tensor) -> bool:
+    """False only for a ``(B, L)`` mask on the CPU that is all True (outside torch.compile tracing).
+
+    Masking a batch without padding multiplies every activation by one: a full pass over the
+    activations per convolution and BatchNorm for nothing (equal-length DMS variants never have
+    padding). The check reads the mask back to the host, so elsewhere it answers True without looking.
+    """
+    return mask.device.type != "cpu" or torch.compiler.is_compiling() or not bool(mask.all())
+
+
+def _padding_mask(mask: torch.Tensor) -> torch.Tensor | None:
+    """``(B, 1, L)`` float32 mask of a ``(B, L)`` bool mask, or None when the batch has no padding."""
+    return mask.unsqueeze(1).to(torch.float32) if _has_padding(mask) else None
 
 
 class ResidualBlock(nn.Module):
@@ -274,8 +293,8 @@ class ProtCNNEncoder(nn.Module):
         Returns:
             ``(B, F, L)``, zero at padding (before any dropout).
         """
-        mask_f = mask.unsqueeze(1).to(torch.float32)
-        count = mask_f.sum()
+        mask_f = _padding_mask(mask)
+        count = mask.sum(dtype=torch.float32)
         h = _masked(self.conv_in(self.residue_features(tokens, mask)), mask_f)
         for block in self.blocks:
             h = block(h, mask_f, count)
@@ -284,7 +303,9 @@ class ProtCNNEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``tokens``/``mask`` ``(B, L)`` -> embedding ``(B, F)``: max over residue positions only."""
         h = self.embed_positions(tokens, mask)
-        pooled = h.masked_fill(~mask.unsqueeze(1), float("-inf")).amax(dim=2)
+        if _has_padding(mask):
+            h = h.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        pooled = h.amax(dim=2)
         return self.dropout(pooled)
 
 

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
         "accumulate_grad_batches": 1,
         "gradient_clip_val": None,
         "log_every_n_steps": 20,
+        "progress_bar": True,
     },
     "dynamics": {"every_n_steps": 100, "max_examples": 2000},
     "eval": {"batch_size": 256},

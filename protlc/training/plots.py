@@ -30,18 +30,36 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_dynamics(frames: dict[str, pd.DataFrame], path: Path) -> None:
-    """One panel per SPEC §4 curve, one line per run/method (``frames``: label -> dynamics.csv frame)."""
+def plot_dynamics(frames: dict[str, pd.DataFrame], path: Path, bands: dict[str, pd.DataFrame] | None = None,
+                  title: str | None = None) -> None:
+    """One panel per SPEC §4 curve, one line per run/method (``frames``: label -> dynamics.csv frame).
+
+    ``bands`` (label -> frame with the same columns, e.g. the std over seeds) shades ``line ± band``.
+    A curve with no values in any frame (no noisy subset without label noise) gets a note instead.
+    """
     fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
     for ax, curve in zip(axes.flat, DYNAMICS_CURVES):
+        empty = True
         for name, df in frames.items():
-            ax.plot(df["step"], 100 * df[curve], label=name)
+            line, = ax.plot(df["step"], 100 * df[curve], label=name)
+            empty = empty and bool(df[curve].isna().all())
+            band = (bands or {}).get(name)
+            if band is not None and not band[curve].isna().all():
+                ax.fill_between(df["step"], 100 * (df[curve] - band[curve]), 100 * (df[curve] + band[curve]),
+                                color=line.get_color(), alpha=0.15, linewidth=0)
+        if empty:
+            ax.text(0.5, 0.5, "no noisy subset\n(no label noise)", transform=ax.transAxes, ha="center",
+                    va="center", color="0.4")
+            ax.set_yticks([])
         ax.set_title(CURVE_TITLES[curve], fontsize=9)
         ax.set_ylabel("entropy (% of log C)" if curve.startswith("entropy") else "accuracy (%)")
         ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("optimizer step")
+        ax.xaxis.set_tick_params(labelbottom=True)
     axes.flat[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, path)
 
