@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 from click.testing import CliRunner
 
@@ -229,3 +230,32 @@ def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset):
     np.testing.assert_allclose(predicted.numpy(), ridge.test_predictions, atol=1e-4)
     with pytest.raises(ConfigError, match="head.additive"):
         FitnessModel(get_preset("tiny").to_dict(), {"kind": "pooled", "additive": "ridge"}, length=75)
+
+
+class _CrashAtEpoch(pl.Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated kill")
+
+
+def test_resume_reaches_the_uninterrupted_result(pab1_subset, tmp_path):
+    # dropout draws from the global RNG, which Lightning's checkpoint does not carry: without dropout a
+    # resumed run must land exactly where the uninterrupted one does.
+    config = tiny_config("trainer.max_epochs=3", "head.dropout=0.0", "early_stopping.patience=10")
+    first = train_dms(pab1_subset, tmp_path / "a", PAB1_WT, config, offset=PAB1_OFFSET, seed=3)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_dms(pab1_subset, tmp_path / "b", PAB1_WT, config, offset=PAB1_OFFSET, seed=3,
+                  extra_callbacks=[_CrashAtEpoch(2)])
+    assert (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "b" / "final_metrics.json").exists()
+    resumed = train_dms(pab1_subset, tmp_path / "b", PAB1_WT, config, offset=PAB1_OFFSET, seed=3, resume=True)
+    for key in ("test/pearson", "test/spearman", "tune/mse", "epochs"):
+        assert resumed[key] == first[key], key
+    logs = [pd.read_csv(tmp_path / d / "metrics.csv") for d in "ab"]  # earlier epochs kept on resume
+    assert logs[1]["epoch"].dropna().tolist() == logs[0]["epoch"].dropna().tolist()
+    assert logs[1]["step"].tolist() == logs[0]["step"].tolist()
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "a" / "test_predictions.csv")["predicted"],
+                                  pd.read_csv(tmp_path / "b" / "test_predictions.csv")["predicted"])

@@ -92,6 +92,8 @@ def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(nois
     assert not (tmp_path / "c" / "final_metrics.json").exists()
     resumed = comparable(train(noisy_dataset, tmp_path / "c", config, resume=True))
     assert resumed == first
+    logs = [pd.read_csv(tmp_path / d / "metrics.csv") for d in "ac"]  # earlier epochs kept on resume
+    assert logs[1]["step"].tolist() == logs[0]["step"].tolist()
 
 
 def test_run_dir_guards(noisy_dataset, tmp_path):

@@ -18,6 +18,7 @@ import copy
 import json
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ from protlc.training.config import dump_config, load_config
 from protlc.training.fitness import HEAD_DEFAULTS, FitnessModule, check_monitor
 from protlc.training.inference import model_outputs
 from protlc.training.plots import save_figure
-from protlc.training.run import check_run_dir, make_trainer
+from protlc.training.run import check_run_dir, make_trainer, metrics_kept_on_resume
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
 PARTS = dms_splits.PART_NAMES
@@ -182,7 +183,8 @@ def ridge_effects(wild_type: str, sequences, scores, alpha: float) -> tuple[torc
 def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = None, config: dict | None = None,
               *, notation: str | None = None, offset: int | None = None, score_column: str | None = None,
               mutant_column: str | None = None, splits_dir: str | Path | None = None, split: str | None = None,
-              init: str | Path | None = None, seed: int | None = None, resume: bool = False) -> dict | None:
+              init: str | Path | None = None, seed: int | None = None, resume: bool = False,
+              extra_callbacks: Sequence[pl.Callback] = ()) -> dict | None:
     """Train a fitness head on a DMS table and report it next to the ridge baseline of the same split.
 
     Keyword arguments override the matching ``config`` entries (``splits_dir`` implies the published
@@ -225,12 +227,13 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
                                   config["data"]["num_workers"], config["eval"]["batch_size"])
     throughput = ThroughputCallback()
     callbacks = [throughput, pl.callbacks.LearningRateMonitor(logging_interval="epoch"),
-                 pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"]))]
+                 pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"])), *extra_callbacks]
     trainer = make_trainer(config, out, callbacks, monitor=stopping["monitor"], mode=mode)
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seed it for this run only
         torch.manual_seed(int(config["seed"]))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
+        with metrics_kept_on_resume(out, last):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
     fit_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return None

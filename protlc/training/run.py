@@ -13,17 +13,19 @@ Layout (see DESIGN.md)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from protlc import columns as col
-from protlc.atomic import atomic_write_text
+from protlc.atomic import atomic_path, atomic_write_text
 from protlc.data import store
 from protlc.data.loading import EncodedSequences, FamilyDataModule
 from protlc.errors import ConfigError
@@ -62,6 +64,24 @@ def check_run_dir(out: Path, resume: bool) -> Path | None:
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"run directory {out} is not empty; use --resume to continue it or choose another --out")
     return None
+
+
+@contextlib.contextmanager
+def metrics_kept_on_resume(out: Path, last: Path | None):
+    """Lightning's CSVLogger starts ``metrics.csv`` afresh; on resume put the rows logged before the
+    checkpoint's step back in front of the new ones (rows after it belong to the replayed part)."""
+    path = out / "metrics.csv"
+    earlier = pd.read_csv(path) if last is not None and path.is_file() else None
+    yield
+    if earlier is None or rank_zero_only.rank != 0 or not path.is_file() or "step" not in earlier:
+        return
+    later = pd.read_csv(path)
+    step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+    if len(later) and "step" in later:
+        step = min(step, int(later["step"].min()))
+    merged = pd.concat([earlier[earlier["step"] < step], later], ignore_index=True)
+    with atomic_path(path) as tmp:
+        merged.to_csv(tmp, index=False)
 
 
 def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/accuracy",
@@ -138,7 +158,8 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     trainer = make_trainer(config, out, callbacks)
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
+    with metrics_kept_on_resume(out, last):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
     fit_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return None
