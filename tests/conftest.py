@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 
 REPO = Path(__file__).resolve().parents[1]
 EMBEDDED = REPO / "data"
@@ -45,3 +46,14 @@ def pab1(nn4dms):
     from protlc.dms.tables import load_dms_table
 
     return load_dms_table(nn4dms / "pab1" / "pab1.tsv")
+
+
+class CrashAtEpoch(pl.Callback):
+    """Simulates a killed run: raises at the start of training epoch ``epoch`` (after last.ckpt of the one before)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated kill")

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import pytorch_lightning as pl
 import torch
 from click.testing import CliRunner
+from conftest import CrashAtEpoch
 
 from protlc.cli import cli
 from protlc.cli import commands  # noqa: F401  (registers the commands)
@@ -232,15 +232,6 @@ def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset):
         FitnessModel(get_preset("tiny").to_dict(), {"kind": "pooled", "additive": "ridge"}, length=75)
 
 
-class _CrashAtEpoch(pl.Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("simulated kill")
-
-
 def test_resume_reaches_the_uninterrupted_result(pab1_subset, tmp_path):
     # dropout draws from the global RNG, which Lightning's checkpoint does not carry: without dropout a
     # resumed run must land exactly where the uninterrupted one does.
@@ -248,7 +239,7 @@ def test_resume_reaches_the_uninterrupted_result(pab1_subset, tmp_path):
     first = train_dms(pab1_subset, tmp_path / "a", PAB1_WT, config, offset=PAB1_OFFSET, seed=3)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train_dms(pab1_subset, tmp_path / "b", PAB1_WT, config, offset=PAB1_OFFSET, seed=3,
-                  extra_callbacks=[_CrashAtEpoch(2)])
+                  extra_callbacks=[CrashAtEpoch(2)])
     assert (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "b" / "final_metrics.json").exists()
     resumed = train_dms(pab1_subset, tmp_path / "b", PAB1_WT, config, offset=PAB1_OFFSET, seed=3, resume=True)

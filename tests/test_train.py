@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import pytorch_lightning as pl
 import torch
+from conftest import CrashAtEpoch
 
 from protlc.data.prepare import PrepareOptions, prepare_dataset
 from protlc.errors import CheckpointError, ConfigError
@@ -71,15 +71,6 @@ def test_run_dir_holds_config_metrics_plots_and_safe_checkpoints(noisy_dataset, 
         load_checkpoint(run / "checkpoints" / "last.ckpt", task="fitness")
 
 
-class _CrashAtEpoch(pl.Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("simulated kill")
-
-
 def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(noisy_dataset, tmp_path):
     config = tiny_config(**{"trainer.max_epochs": 3})
     first = comparable(train(noisy_dataset, tmp_path / "a", config))
@@ -87,7 +78,7 @@ def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(nois
     assert first == again
 
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(noisy_dataset, tmp_path / "c", config, extra_callbacks=[_CrashAtEpoch(2)])
+        train(noisy_dataset, tmp_path / "c", config, extra_callbacks=[CrashAtEpoch(2)])
     assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "c" / "final_metrics.json").exists()
     resumed = comparable(train(noisy_dataset, tmp_path / "c", config, resume=True))

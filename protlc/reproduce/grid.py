@@ -26,13 +26,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from protlc.data import noise as noise_mod
 from protlc.data.prepare import PrepareOptions
 from protlc.errors import ConfigError
 from protlc.losses import build_loss
-from protlc.training.config import load_config
+from protlc.training.config import load_config, read_yaml
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "reproduce"
 PRESETS = ("cpu", "full")
@@ -217,13 +216,7 @@ def load_grid(path: str | Path, data: list[str | Path] | None = None, seeds: lis
         ConfigError: missing/invalid file, unknown key, bad value, missing data (one line naming file and key).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"grid config {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    raw = _mapping(raw, path, "the file")
+    raw = _mapping(read_yaml(path, "grid config"), path, "the file")
     unknown = set(raw) - _TOP_KEYS
     if unknown:
         _fail(path, f"unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_TOP_KEYS))}")

@@ -69,18 +69,27 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(raw)
 
 
+def read_yaml(path: Path, kind: str) -> Any:
+    """The parsed YAML file (``{}`` when empty).
+
+    Raises:
+        ConfigError: ``{kind} {path} does not exist``, or the file is not valid YAML.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{kind} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
                 base: dict | None = None) -> dict:
     """Defaults (or ``base``), then each YAML file in order, then ``section.key=value`` overrides."""
     config = copy.deepcopy(base if base is not None else DEFAULTS)
     for f in files:
         path = Path(f)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(path, "config file")
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config file must be a mapping of sections")
         config = _merge(config, data)
