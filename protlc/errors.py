@@ -27,6 +27,12 @@ class CheckpointError(ProtlcError):
     exit_code = 3
 
 
+class TrainingInterrupted(ProtlcError):
+    """Training was stopped by Ctrl-C or SIGTERM; ``checkpoints/last.ckpt`` holds the last finished epoch."""
+
+    exit_code = 130
+
+
 def where(path, record=None, line=None) -> str:
     """Format a location for error messages: ``file.tsv, line 12`` or ``seed.sto, record 'PF00001'``."""
     parts = [str(path)]

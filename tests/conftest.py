@@ -49,11 +49,13 @@ def pab1(nn4dms):
 
 
 class CrashAtEpoch(pl.Callback):
-    """Simulates a killed run: raises at the start of training epoch ``epoch`` (after last.ckpt of the one before)."""
+    """Simulates a killed run: raises at the start of training epoch ``epoch`` (after last.ckpt of the one
+    before); ``error=KeyboardInterrupt`` simulates Ctrl-C."""
 
-    def __init__(self, epoch: int):
+    def __init__(self, epoch: int, error: type[BaseException] = RuntimeError):
         self.epoch = epoch
+        self.error = error
 
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
-            raise RuntimeError("simulated kill")
+            raise self.error("simulated kill")

@@ -207,8 +207,10 @@ def test_errors_have_the_right_types(pab1_subset, tmp_path):
         train_dms(pab1_subset, tmp_path / "b", PAB1_WT, tiny_config(), offset=PAB1_OFFSET, split="sideways")
 
 
-def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset):
-    """The additive term of head.additive=ridge starts at exactly the ridge predictions (real Pab1 variants)."""
+@pytest.mark.parametrize("substitution_types", [False, True])
+def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset, substitution_types):
+    """The additive term of head.additive=ridge starts at exactly the ridge predictions (real Pab1 variants),
+    also with the substitution-type columns it uses in train-dms."""
     from protlc.data.loading import EncodedSequences
     from protlc.dms.ridge import ridge_baseline
     from protlc.dms.splits import random_split
@@ -218,11 +220,11 @@ def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset):
     frame = load_dms_table(pab1_subset, PAB1_WT, offset=PAB1_OFFSET)
     split = random_split(len(frame), seed=1)
     sequences, scores = frame["mutated_sequence"].to_numpy(), frame["score"].to_numpy()
-    ridge = ridge_baseline(PAB1_WT, sequences, scores, split)
+    ridge = ridge_baseline(PAB1_WT, sequences, scores, split, substitution_types=substitution_types)
     config = tiny_config("head.additive=ridge")
     config["dms"].update(notation="nn4dms", offset=PAB1_OFFSET)
     module = _build_module(config, PAB1_WT, scores[split.train])
-    module.start_from_additive(*ridge_effects(PAB1_WT, sequences[split.train], scores[split.train], ridge.alpha))
+    module.start_from_additive(*ridge_effects(ridge.model, ridge.alpha))
     additive = module.model.additive.eval()
     test = EncodedSequences(sequences[split.test].tolist())[np.arange(len(split.test))]
     with torch.no_grad():

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from protlc.errors import ConfigError
+from protlc.errors import ConfigError, TrainingInterrupted
 from protlc.reproduce import load_grid, reproduce
 from protlc.reproduce.grid import preset_path
 from protlc.reproduce.claims import check_claims, claims_markdown
@@ -102,6 +102,17 @@ def test_second_invocation_skips_finished_cells_and_resumes_unfinished(finished)
     statuses = [c["status"] for c in summary["cells"]]
     assert statuses.count("resumed") == 1 and statuses.count("skipped") == 7
     assert metrics[0].is_file()
+
+
+def test_an_interrupted_cell_stops_the_grid_with_a_rerun_hint(tiny_data, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM inside a cell must stop reproduce, not be filed as one failed cell."""
+    def interrupted(dataset, run_dir, config, resume=False):
+        raise TrainingInterrupted(f"{run_dir}: training interrupted at epoch 0")
+
+    monkeypatch.setattr("protlc.training.run.train", interrupted)
+    grid = load_grid(write_grid(tmp_path / "grid.yaml", tiny_data, seeds=[0]))
+    with pytest.raises(TrainingInterrupted, match="reproduce interrupted in cell .*rerun the same command"):
+        reproduce(grid, tmp_path / "out", jobs=1, threads=1, log=lambda _: None)
 
 
 def test_other_grid_in_same_out_dir_is_refused(finished, tiny_data, tmp_path):

@@ -42,6 +42,39 @@ def test_matches_sklearn_ridge_on_the_full_one_hot(pab1, monkeypatch, dense_limi
         np.testing.assert_allclose(predicted, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("dense_limit", [ridge_module.MAX_DENSE_FEATURES, 0])
+def test_substitution_types_match_sklearn_with_type_count_columns(pab1, monkeypatch, dense_limit):
+    """substitution_types=True equals sklearn ridge on the full one-hot plus one count column per
+    substitution type (wild-type letter -> mutant letter) seen in training, on real Pab1 variants."""
+    monkeypatch.setattr(ridge_module, "MAX_DENSE_FEATURES", dense_limit)
+    rows = np.random.default_rng(1).choice(len(pab1), size=1500, replace=False)
+    train, test = rows[:1200], rows[1200:]
+    sequences = pab1[MUTATED_SEQUENCE].to_numpy()
+    scores = pab1[SCORE].to_numpy()
+    wt = pab1.attrs["wild_type"]
+
+    def types_of(s):
+        return [(w, m) for w, m in zip(wt, s) if w != m]
+
+    seen = sorted({t for s in sequences[train] for t in types_of(s)})
+
+    def design(batch):
+        counts = np.zeros((len(batch), len(seen)))
+        for i, s in enumerate(batch):
+            for t in types_of(s):
+                if t in seen:
+                    counts[i, seen.index(t)] += 1
+        return np.hstack([_dense_one_hot(batch), counts])
+
+    ours = OneHotRidge(wt, substitution_types=True).fit(sequence_matrix(list(sequences[train]), len(wt)), scores[train])
+    assert ours.num_features > OneHotRidge(wt).fit(sequence_matrix(list(sequences[train]), len(wt)),
+                                                   scores[train]).num_features
+    for alpha in (0.3, 10.0):
+        expected = Ridge(alpha=alpha).fit(design(sequences[train]), scores[train]).predict(design(sequences[test]))
+        predicted = ours.predict(sequence_matrix(list(sequences[test]), len(wt)), alpha)
+        np.testing.assert_allclose(predicted, expected, atol=1e-5)
+
+
 def _published(nn4dms, name):
     frame = load_dms_table(nn4dms / name / f"{name}.tsv")
     split = published_split(nn4dms / name / "splits_main", n_rows=len(frame))

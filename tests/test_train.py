@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import torch
 from conftest import CrashAtEpoch
 
 from protlc.data.prepare import PrepareOptions, prepare_dataset
-from protlc.errors import CheckpointError, ConfigError
+from protlc.errors import CheckpointError, ConfigError, TrainingInterrupted
 from protlc.training.checkpoint import load_checkpoint
 from protlc.training.config import load_config
 from protlc.training.run import train
@@ -85,6 +87,37 @@ def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(nois
     assert resumed == first
     logs = [pd.read_csv(tmp_path / d / "metrics.csv") for d in "ac"]  # earlier epochs kept on resume
     assert logs[1]["step"].tolist() == logs[0]["step"].tolist()
+
+
+def test_ctrl_c_twice_then_resume_keeps_every_epoch_and_reaches_the_uninterrupted_result(noisy_dataset, tmp_path):
+    config = tiny_config(**{"trainer.max_epochs": 3})
+    whole = train(noisy_dataset, tmp_path / "whole", config)
+    run = tmp_path / "run"
+    for epoch, resume in ((1, False), (2, True)):
+        with pytest.raises(TrainingInterrupted, match=f"interrupted at epoch {epoch}.*--resume"):
+            train(noisy_dataset, run, config, resume=resume, extra_callbacks=[CrashAtEpoch(epoch, KeyboardInterrupt)])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
+        assert sorted(pd.read_csv(run / "metrics.csv")["epoch"].dropna().unique()) == list(range(epoch))
+    assert comparable(train(noisy_dataset, run, config, resume=True)) == comparable(whole)
+
+
+def test_sigterm_stops_the_command_with_a_resume_hint_and_status_130(noisy_dataset, tmp_path):
+    """A scheduler's SIGTERM must not look like success (Lightning alone exits 0 after it)."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "protlc", "train", str(noisy_dataset), "--out", str(run), "--preset", "tiny",
+           "--max-epochs", "500", "--batch-size", "16"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    while not (run / "checkpoints" / "last.ckpt").is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith("protlc: error: ") and "training interrupted at epoch" in last_line
+    assert "--resume" in last_line
+    assert not (run / "final_metrics.json").exists()
 
 
 def test_run_dir_guards(noisy_dataset, tmp_path):

@@ -13,6 +13,13 @@ to ``+1`` on column ``(p, a)`` and ``-1`` on column ``(p, wt_p)``, the centred o
 one eigendecomposition gives the ridge solution ``w = V (Lambda + alpha)^-1 V^T X_c^T y_c`` for every
 ``alpha`` of the grid. ``alpha`` is chosen by tune-split MSE; Pearson and Spearman come from
 :mod:`scipy.stats`. Above :data:`MAX_DENSE_FEATURES` columns each ``alpha`` is solved iteratively (LSQR).
+
+``substitution_types=True`` adds one column per observed substitution *type* (wild-type letter ->
+mutant letter, e.g. ``L->P`` anywhere in the protein), the same ridge penalty on all columns: a learned
+substitution matrix shared by all positions, which the plain one-hot cannot express (each position's
+letters are fitted separately). It only enters the fitness head's additive start
+(``head.additive=ridge``); the reported baseline stays the plain one-hot ridge. The model stays additive
+over substitutions, and a substitution never seen in training still gets its type's weight.
 """
 
 from __future__ import annotations
@@ -45,15 +52,16 @@ class RidgeResult:
     test_spearman: float
     num_features: int
     test_predictions: np.ndarray = field(repr=False)
+    model: "OneHotRidge" = field(repr=False, compare=False)
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, prefix: str = METRIC_PREFIX) -> dict[str, float]:
         """Flat metrics for ``final_metrics.json`` (``ridge/test/pearson``, ``ridge/test/spearman``, ...)."""
-        return {f"{METRIC_PREFIX}test/pearson": self.test_pearson,
-                f"{METRIC_PREFIX}test/spearman": self.test_spearman,
-                f"{METRIC_PREFIX}tune/pearson": self.tune_pearson,
-                f"{METRIC_PREFIX}tune/mse": self.tune_mse,
-                f"{METRIC_PREFIX}alpha": self.alpha,
-                f"{METRIC_PREFIX}num_features": float(self.num_features)}
+        return {f"{prefix}test/pearson": self.test_pearson,
+                f"{prefix}test/spearman": self.test_spearman,
+                f"{prefix}tune/pearson": self.tune_pearson,
+                f"{prefix}tune/mse": self.tune_mse,
+                f"{prefix}alpha": self.alpha,
+                f"{prefix}num_features": float(self.num_features)}
 
 
 class OneHotRidge:
@@ -61,10 +69,12 @@ class OneHotRidge:
 
     ``fit`` takes the ``(n, L)`` uint8 sequence matrix of the training variants (see
     :func:`protlc.dms.tables.sequence_matrix`) and their scores ``(n,)``; ``predict`` returns ``(m,)``.
+    ``substitution_types`` adds the shared substitution-type columns (module docstring).
     """
 
-    def __init__(self, wt: str):
+    def __init__(self, wt: str, substitution_types: bool = False):
         self.wt_bytes = np.frombuffer(wt.encode("ascii"), dtype=np.uint8)
+        self.substitution_types = substitution_types
 
     def _substitutions(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row index and code ``position * 256 + letter byte`` of every residue differing from the wild type."""
@@ -81,11 +91,16 @@ class OneHotRidge:
             raise InputError("ridge: no training variant differs from the wild type")
         self.positions = np.unique(self.vocab // 256)
         n_sub, n_pos = len(self.vocab), len(self.positions)
-        self.num_features = n_sub + n_pos
+        vocab_types = self._type_codes(self.vocab // 256, self.vocab % 256)
+        self.types = np.unique(vocab_types) if self.substitution_types else np.zeros(0, dtype=np.int64)
+        self.num_features = n_sub + n_pos + len(self.types)
         S = sp.csr_matrix((np.ones(len(codes)), (rows, np.searchsorted(self.vocab, codes))), shape=(n, n_sub))
         position_of = np.searchsorted(self.positions, self.vocab // 256)
-        A = sp.csr_matrix((np.r_[np.ones(n_sub), -np.ones(n_sub)],
-                           (np.r_[np.arange(n_sub), np.arange(n_sub)], np.r_[np.arange(n_sub), n_sub + position_of])),
+        sub = np.arange(n_sub)
+        type_of = np.searchsorted(self.types, vocab_types) if self.substitution_types else np.zeros(0, dtype=np.int64)
+        A = sp.csr_matrix((np.r_[np.ones(n_sub), -np.ones(n_sub), np.ones(len(type_of))],
+                           (np.r_[sub, sub, sub[:len(type_of)]],
+                            np.r_[sub, n_sub + position_of, n_sub + n_pos + type_of])),
                           shape=(n_sub, self.num_features))
         self.mean_score = float(np.mean(scores))
         centred = np.asarray(scores, dtype=np.float64) - self.mean_score
@@ -105,31 +120,45 @@ class OneHotRidge:
         self._train_matrix = matrix
         return self
 
+    def _type_codes(self, positions: np.ndarray, letters: np.ndarray) -> np.ndarray:
+        """``wild-type letter * 256 + mutant letter`` of substitutions at ``positions``."""
+        return self.wt_bytes[positions].astype(np.int64) * 256 + letters
+
     def coefficients(self, alpha: float) -> np.ndarray:
-        """One-hot weights ``(F,)``: substitution columns, then one wild-type column per variable position."""
+        """Weights ``(F,)``: substitution columns, one wild-type column per variable position, then the
+        substitution-type columns (none without ``substitution_types``)."""
         if alpha <= 0:
             raise ConfigError(f"ridge alpha must be positive, got {alpha}")
         if hasattr(self, "_eigvecs"):
             return self._eigvecs @ (self._projected / (np.clip(self._eigvals, 0.0, None) + alpha))
         return lsqr(self._operator, self._centred, damp=float(np.sqrt(alpha)), atol=1e-10, btol=1e-10)[0]
 
-    def _raw(self, matrix: np.ndarray, table: np.ndarray) -> np.ndarray:
-        """Sum over variable positions of the weight of each row's letter there."""
+    def _raw(self, matrix: np.ndarray, table: np.ndarray, type_weights: np.ndarray) -> np.ndarray:
+        """Sum over variable positions of the weight of each row's letter there, plus the weights of the
+        types of all its substitutions (types not seen in training weigh zero)."""
         letters = matrix[:, self.positions]
-        return table[np.arange(len(self.positions)), letters].sum(axis=1)
+        raw = table[np.arange(len(self.positions)), letters].sum(axis=1)
+        if len(self.types):
+            rows, cols = np.nonzero(matrix != self.wt_bytes)
+            codes = self._type_codes(cols, matrix[rows, cols])
+            index = np.minimum(np.searchsorted(self.types, codes), len(self.types) - 1)
+            known = self.types[index] == codes
+            raw = raw + np.bincount(rows[known], weights=type_weights[index[known]], minlength=len(matrix))
+        return raw
 
     def _weight_table(self, weights: np.ndarray) -> np.ndarray:
         table = np.zeros((len(self.positions), 256))
         n_sub = len(self.vocab)
         table[np.searchsorted(self.positions, self.vocab // 256), self.vocab % 256] = weights[:n_sub]
-        table[np.arange(len(self.positions)), self.wt_bytes[self.positions]] = weights[n_sub:]
+        table[np.arange(len(self.positions)), self.wt_bytes[self.positions]] = weights[n_sub:n_sub + len(self.positions)]
         return table
 
     def predict(self, matrix: np.ndarray, alpha: float) -> np.ndarray:
         """Predicted scores ``(m,)``; letters never seen at a position in training weigh zero there."""
-        table = self._weight_table(self.coefficients(alpha))
-        offset = self.mean_score - self._raw(self._train_matrix, table).mean()
-        return self._raw(matrix, table) + offset
+        weights = self.coefficients(alpha)
+        table, type_weights = self._weight_table(weights), weights[self.num_features - len(self.types):]
+        offset = self.mean_score - self._raw(self._train_matrix, table, type_weights).mean()
+        return self._raw(matrix, table, type_weights) + offset
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -139,12 +168,13 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ridge_baseline(wt: str, sequences: Sequence[str], scores: Sequence[float], split: Split,
-                   alphas: Sequence[float] = DEFAULT_ALPHAS) -> RidgeResult:
+                   alphas: Sequence[float] = DEFAULT_ALPHAS, substitution_types: bool = False) -> RidgeResult:
     """Fit ridge on ``split.train``, pick ``alpha`` by tune MSE, report test Pearson and Spearman.
 
     Args:
         sequences: mutated sequences, all as long as ``wt`` (substitution variants).
         scores: measured fitness, ``(n,)``.
+        substitution_types: add the shared substitution-type columns (see :class:`OneHotRidge`).
 
     Raises:
         InputError: sequences of another length than the wild type, or no mutated training variant.
@@ -157,7 +187,7 @@ def ridge_baseline(wt: str, sequences: Sequence[str], scores: Sequence[float], s
         raise InputError(f"ridge: all sequences must have the wild type's length {len(wt)} (found {sorted(lengths)[:5]})")
     matrix = sequence_matrix(list(sequences), len(wt))
     y = np.asarray(scores, dtype=np.float64)
-    model = OneHotRidge(wt).fit(matrix[split.train], y[split.train])
+    model = OneHotRidge(wt, substitution_types).fit(matrix[split.train], y[split.train])
     tune_x, tune_y = matrix[split.tune], y[split.tune]
     tune_mse = {a: float(np.mean((model.predict(tune_x, a) - tune_y) ** 2)) for a in alphas}
     best = min(alphas, key=tune_mse.__getitem__)
@@ -167,4 +197,4 @@ def ridge_baseline(wt: str, sequences: Sequence[str], scores: Sequence[float], s
                        tune_pearson=_pearson(model.predict(tune_x, best), tune_y),
                        test_pearson=_pearson(test_pred, test_y),
                        test_spearman=float(spearmanr(test_pred, test_y)[0]),
-                       num_features=model.num_features, test_predictions=test_pred)
+                       num_features=model.num_features, test_predictions=test_pred, model=model)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from protlc.atomic import atomic_write_text
-from protlc.errors import ConfigError, ProtlcError
+from protlc.errors import ConfigError, ProtlcError, TrainingInterrupted
 from protlc.reproduce.grid import Grid, Method, NoiseSetting
 
 CELL_FILE = "reproduce_cell.json"
@@ -113,7 +113,7 @@ def _quiet_lightning() -> None:
 
 
 def run_cell(cell: Cell, threads: int | None = None) -> dict:
-    """Train one cell unless it is finished. Never raises: failures come back as ``status: failed``.
+    """Train one cell unless it is finished. Failures come back as ``status: failed``, except an interruption.
 
     Returns:
         ``{"key", "status": skipped|trained|resumed|failed, "wall_seconds", "error"?}``.
@@ -139,6 +139,9 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict:
     try:
         with open(cell.log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
             train(cell.dataset, cell.run_dir, cell.config, resume=state == "resume")
+    except TrainingInterrupted:  # Ctrl-C / SIGTERM: stop the whole grid, not just this cell
+        raise TrainingInterrupted(f"reproduce interrupted in cell {cell.key}; rerun the same command to continue "
+                                  "(finished cells are skipped, this one resumes)") from None
     except Exception as exc:  # reported in the summary; the other cells go on
         return {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "wall_seconds": time.perf_counter() - started}

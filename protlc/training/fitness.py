@@ -12,8 +12,10 @@ Two heads (``head.kind``):
 * ``pooled``: the max-pooled embedding ``(B, F)`` -> :class:`protlc.model.FitnessHead` (any length).
 
 ``head.additive: ridge`` (positional head only) adds :class:`AdditiveTerm`, a per-position residue table
-(a linear model on the one-hot) that starts at the ridge fit of the training split; the table and the
-network are then trained jointly. Why: with many positions and few observations per substitution
+(a linear model on the one-hot) that starts at a ridge fit of the training split, with the shared
+substitution-type columns of :class:`protlc.dms.ridge.OneHotRidge` (a substitution matrix common to all
+positions, which the table can hold because the model stays additive); the table and the network are
+then trained jointly. Why: with many positions and few observations per substitution
 (Bgl3: 501 positions, ~8 observations per substitution) the network alone learns the additive part
 slowly, because each table-like weight only receives a gradient in the few batches that hold its
 substitution (measured on the Bgl3 main split: tune Pearson 0.557 after 40 epochs, ridge 0.577; with

@@ -7,6 +7,7 @@ Run directory (see DESIGN.md)::
     RUN_DIR/metrics.csv                Lightning's CSV log (train/loss, tune/mse, tune/pearson, tune/spearman, lr)
     RUN_DIR/final_metrics.json         the best-on-tune model: test/pearson, test/spearman, tune/..., train/...,
                                        and ridge/test/pearson, ridge/test/spearman of the same split
+                                       (+ additive_start/... with head.additive=ridge: the head's starting point)
     RUN_DIR/test_predictions.csv       row, measured, predicted (head), ridge
     RUN_DIR/plots/test_scatter.png     predicted vs measured on the test split (head | ridge)
     RUN_DIR/plots/tune_curve.png       tune Pearson and MSE per epoch
@@ -40,10 +41,11 @@ from protlc.training.config import dump_config, load_config
 from protlc.training.fitness import HEAD_DEFAULTS, FitnessModule, check_monitor
 from protlc.training.inference import model_outputs
 from protlc.training.plots import save_figure
-from protlc.training.run import check_run_dir, make_trainer, metrics_kept_on_resume
+from protlc.training.run import check_run_dir, fit, make_trainer
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
 PARTS = dms_splits.PART_NAMES
+ADDITIVE_START_PREFIX = "additive_start/"
 
 # Defaults of a DMS run; configs/dms.yaml holds the same values with comments.
 DMS_DEFAULTS: dict = {
@@ -159,18 +161,19 @@ def _build_module(config: dict, wild_type: str, train_scores: np.ndarray) -> Fit
     return module
 
 
-def ridge_effects(wild_type: str, sequences, scores, alpha: float) -> tuple[torch.Tensor, float]:
-    """The ridge model of ``(sequences, scores)`` (the training split) as a per-position residue table.
+def ridge_effects(model: OneHotRidge, alpha: float) -> tuple[torch.Tensor, float]:
+    """A fitted ridge model as a per-position residue table (the fitness head's additive start).
 
-    Ridge on the one-hot is additive, so its prediction for any variant is the wild type's prediction
-    plus the effects of its substitutions, each read off the prediction for that single mutant.
+    Ridge on the one-hot (with or without substitution types) is additive over substitutions, so its
+    prediction for any variant is the wild type's prediction plus the effects of its substitutions,
+    each read off the prediction for that single mutant.
 
     Returns:
         ``(effects, wild_type_score)``: effects ``(L, ALPHABET.size)`` in score units (0 for the
-        wild-type residue and for letters that never occur), and the prediction for the wild type.
+        wild-type residue and for letters it gives no weight), and the prediction for the wild type.
     """
+    wild_type = model.wt_bytes.tobytes().decode("ascii")
     length = len(wild_type)
-    model = OneHotRidge(wild_type).fit(sequence_matrix(list(sequences), length), np.asarray(scores, dtype=np.float64))
     letters = STANDARD + STOP
     singles = [wild_type[:p] + a + wild_type[p + 1:] for p in range(length) for a in letters]
     predicted = model.predict(sequence_matrix(singles + [wild_type], length), alpha)
@@ -214,11 +217,14 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     scores = frame[SCORE].to_numpy()
     module = _build_module(config, wild_type, scores[parts["train"]])
     started_ridge = time.perf_counter()
-    ridge = ridge_baseline(wild_type, sequences, scores, dms_splits.Split(**parts))
+    split_parts = dms_splits.Split(**parts)
+    ridge = ridge_baseline(wild_type, sequences, scores, split_parts)
     ridge_seconds = time.perf_counter() - started_ridge
-    if config["head"]["additive"] == "ridge" and last is None:
-        module.start_from_additive(*ridge_effects(wild_type, sequences[parts["train"]], scores[parts["train"]],
-                                                  ridge.alpha))
+    start = None
+    if config["head"]["additive"] == "ridge":  # the additive term starts at ridge + substitution types
+        start = ridge_baseline(wild_type, sequences, scores, split_parts, substitution_types=True)
+        if last is None:
+            module.start_from_additive(*ridge_effects(start.model, start.alpha))
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
@@ -232,8 +238,7 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seed it for this run only
         torch.manual_seed(int(config["seed"]))
-        with metrics_kept_on_resume(out, last):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
+        fit(trainer, module, datamodule, out, last)
     fit_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return None
@@ -249,6 +254,8 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     for p in PARTS:
         metrics.update(_correlations(predictions[p], scores[parts[p]], p))
     metrics.update(ridge.metrics())
+    if start is not None:
+        metrics.update(start.metrics(ADDITIVE_START_PREFIX))
     epochs = trainer.current_epoch
     metrics.update({
         "time/fit_seconds": fit_seconds, "time/ridge_seconds": ridge_seconds,

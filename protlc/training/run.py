@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ from protlc import columns as col
 from protlc.atomic import atomic_path, atomic_write_text
 from protlc.data import store
 from protlc.data.loading import EncodedSequences, FamilyDataModule
-from protlc.errors import ConfigError
+from protlc.errors import ConfigError, TrainingInterrupted
 from protlc.losses import build_loss
 from protlc.model import ProtCNNConfig, get_preset
 from protlc.predict import write_calibration
@@ -72,7 +74,13 @@ def metrics_kept_on_resume(out: Path, last: Path | None):
     checkpoint's step back in front of the new ones (rows after it belong to the replayed part)."""
     path = out / "metrics.csv"
     earlier = pd.read_csv(path) if last is not None and path.is_file() else None
-    yield
+    try:
+        yield
+    finally:
+        _put_back_metrics(path, earlier, last)
+
+
+def _put_back_metrics(path: Path, earlier: pd.DataFrame | None, last: Path | None) -> None:
     if earlier is None or rank_zero_only.rank != 0 or not path.is_file() or "step" not in earlier:
         return
     later = pd.read_csv(path)
@@ -84,11 +92,35 @@ def metrics_kept_on_resume(out: Path, last: Path | None):
         merged.to_csv(tmp, index=False)
 
 
+def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule, out: Path,
+        last: Path | None) -> None:
+    """``trainer.fit``, resuming from ``last`` when given (train and train-dms share it).
+
+    Raises:
+        TrainingInterrupted: Ctrl-C or SIGTERM stopped training. Lightning shuts down gracefully and then
+            raises SystemExit (status 0 after SIGTERM, as if the run had finished); this turns it into
+            an error that says how to continue.
+    """
+    with metrics_kept_on_resume(out, last):
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
+        except SystemExit:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C from here on
+            raise TrainingInterrupted(
+                f"{out}: training interrupted at epoch {trainer.current_epoch}; {CHECKPOINTS}/{LAST} holds the "
+                "last finished epoch: rerun the same command with --resume to continue") from None
+
+
 def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/accuracy",
                  mode: str = "max") -> pl.Trainer:
     """The Trainer of a run: CSV (+ TensorBoard) logs in ``out``, ``checkpoints/{best,last}.ckpt``
     (best by ``monitor``/``mode``), settings from ``config["trainer"]``. Shared by train and train-dms."""
     t = config["trainer"]
+    # The run dir already holds config.yaml when the loggers start; CSVLogger then warns that "previous
+    # log files will be deleted", which is untrue (it only rewrites metrics.csv, see
+    # metrics_kept_on_resume) and alarms users. The LeafSpec notice is Lightning's, about torch internals.
+    warnings.filterwarnings("ignore", message="(Experiment logs|Checkpoint) directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
     loggers = [pl.loggers.CSVLogger(out, name="", version="")]
     try:  # TensorBoard when installed
         import tensorboard  # noqa: F401
@@ -158,8 +190,7 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     trainer = make_trainer(config, out, callbacks)
 
     started = time.perf_counter()
-    with metrics_kept_on_resume(out, last):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
+    fit(trainer, module, datamodule, out, last)
     fit_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return None
