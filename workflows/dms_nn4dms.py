@@ -5,7 +5,8 @@
         [--deadline SECONDS]
 
 Every data set is trained with each entry of :data:`GRID` (the configs/dms.yaml defaults, and the same
-with ``head.additive=ridge``); the entry reported for a data set is the one with the best **tune**
+with ``head.additive=ridge``: a linear term that starts at ridge with substitution-type columns, whose
+own Pearson is reported as ``additive_start/test/pearson``); the entry reported for a data set is the one with the best **tune**
 Pearson (the test split is never used to choose). Every run's ridge baseline is fitted on the same
 split. With ``--pfam`` (a dataset made by ``protlc prepare``, e.g. from extHomFam) a ProtCNN classifier
 of the same encoder size is first trained with ``protlc train``, and Pab1 is trained from its encoder
@@ -38,8 +39,8 @@ GRID = {
 # The Pfam classifier for the transfer run has the DMS default encoder size (configs/dms.yaml: model).
 PFAM_ENCODER = ["--preset", "small", "--set", "model.filters=32", "--set", "model.dilations=[1, 2]"]
 KEYS = ("test/pearson", "test/spearman", "tune/pearson", "tune/spearman", "ridge/test/pearson",
-        "ridge/test/spearman", "ridge/tune/pearson", "epochs", "best_epoch", "time/fit_seconds",
-        "time/seconds_per_epoch", "num_parameters")
+        "ridge/test/spearman", "ridge/tune/pearson", "additive_start/test/pearson", "additive_start/tune/pearson",
+        "epochs", "best_epoch", "time/fit_seconds", "time/seconds_per_epoch", "num_parameters")
 
 
 def train_dms_command(data: Path, name: str, out: Path, overrides: list[str], args, init: Path | None = None):

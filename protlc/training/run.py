@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import time
 import warnings
@@ -109,6 +110,18 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
             raise TrainingInterrupted(
                 f"{out}: training interrupted at epoch {trainer.current_epoch}; {CHECKPOINTS}/{LAST} holds the "
                 "last finished epoch: rerun the same command with --resume to continue") from None
+
+
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... litlogger" advert from every run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless cloud logging" not in record.getMessage()
+
+
+_LIGHTNING_LOG = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+if not any(isinstance(f, _NoAdverts) for f in _LIGHTNING_LOG.filters):
+    _LIGHTNING_LOG.addFilter(_NoAdverts())
 
 
 def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/accuracy",
