@@ -207,6 +207,25 @@ def test_errors_have_the_right_types(pab1_subset, tmp_path):
         train_dms(pab1_subset, tmp_path / "b", PAB1_WT, tiny_config(), offset=PAB1_OFFSET, split="sideways")
 
 
+def test_additive_run_starts_from_ridge_with_types_and_reports_both(pab1_subset, tmp_path):
+    """train-dms with head.additive=ridge: the baseline stays the plain ridge, the start (reported as
+    additive_start/...) is ridge with substitution types, both on the run's own split."""
+    from protlc.dms.ridge import ridge_baseline
+    from protlc.dms.splits import random_split
+    from protlc.dms.tables import load_dms_table
+
+    config = tiny_config("head.additive=ridge", "trainer.max_epochs=1")
+    metrics = train_dms(pab1_subset, tmp_path / "run", PAB1_WT, config, offset=PAB1_OFFSET, seed=3)
+    frame = load_dms_table(pab1_subset, PAB1_WT, offset=PAB1_OFFSET)
+    split = random_split(len(frame), seed=0)  # the config's split seed, independent of the training seed
+    sequences, scores = frame["mutated_sequence"].to_numpy(), frame["score"].to_numpy()
+    plain = ridge_baseline(PAB1_WT, sequences, scores, split)
+    typed = ridge_baseline(PAB1_WT, sequences, scores, split, substitution_types=True)
+    assert metrics["ridge/test/pearson"] == pytest.approx(plain.test_pearson)
+    assert metrics["additive_start/test/pearson"] == pytest.approx(typed.test_pearson)
+    assert metrics["additive_start/num_features"] > metrics["ridge/num_features"]
+
+
 @pytest.mark.parametrize("substitution_types", [False, True])
 def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset, substitution_types):
     """The additive term of head.additive=ridge starts at exactly the ridge predictions (real Pab1 variants),

@@ -91,16 +91,20 @@ class OneHotRidge:
             raise InputError("ridge: no training variant differs from the wild type")
         self.positions = np.unique(self.vocab // 256)
         n_sub, n_pos = len(self.vocab), len(self.positions)
-        vocab_types = self._type_codes(self.vocab // 256, self.vocab % 256)
-        self.types = np.unique(vocab_types) if self.substitution_types else np.zeros(0, dtype=np.int64)
-        self.num_features = n_sub + n_pos + len(self.types)
         S = sp.csr_matrix((np.ones(len(codes)), (rows, np.searchsorted(self.vocab, codes))), shape=(n, n_sub))
-        position_of = np.searchsorted(self.positions, self.vocab // 256)
+        # A: substitution (p, a) -> +1 on its column, -1 on p's wild-type column (+1 on its type's column)
         sub = np.arange(n_sub)
-        type_of = np.searchsorted(self.types, vocab_types) if self.substitution_types else np.zeros(0, dtype=np.int64)
-        A = sp.csr_matrix((np.r_[np.ones(n_sub), -np.ones(n_sub), np.ones(len(type_of))],
-                           (np.r_[sub, sub, sub[:len(type_of)]],
-                            np.r_[sub, n_sub + position_of, n_sub + n_pos + type_of])),
+        values, a_rows, a_cols = [np.ones(n_sub), -np.ones(n_sub)], [sub, sub], [sub, n_sub + np.searchsorted(
+            self.positions, self.vocab // 256)]
+        self.types = np.zeros(0, dtype=np.int64)
+        if self.substitution_types:
+            vocab_types = self._type_codes(self.vocab // 256, self.vocab % 256)
+            self.types = np.unique(vocab_types)
+            values.append(np.ones(n_sub))
+            a_rows.append(sub)
+            a_cols.append(n_sub + n_pos + np.searchsorted(self.types, vocab_types))
+        self.num_features = n_sub + n_pos + len(self.types)
+        A = sp.csr_matrix((np.concatenate(values), (np.concatenate(a_rows), np.concatenate(a_cols))),
                           shape=(n_sub, self.num_features))
         self.mean_score = float(np.mean(scores))
         centred = np.asarray(scores, dtype=np.float64) - self.mean_score
@@ -147,10 +151,10 @@ class OneHotRidge:
         return raw
 
     def _weight_table(self, weights: np.ndarray) -> np.ndarray:
-        table = np.zeros((len(self.positions), 256))
-        n_sub = len(self.vocab)
+        n_sub, n_pos = len(self.vocab), len(self.positions)
+        table = np.zeros((n_pos, 256))
         table[np.searchsorted(self.positions, self.vocab // 256), self.vocab % 256] = weights[:n_sub]
-        table[np.arange(len(self.positions)), self.wt_bytes[self.positions]] = weights[n_sub:n_sub + len(self.positions)]
+        table[np.arange(n_pos), self.wt_bytes[self.positions]] = weights[n_sub:n_sub + n_pos]
         return table
 
     def predict(self, matrix: np.ndarray, alpha: float) -> np.ndarray:

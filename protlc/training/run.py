@@ -119,9 +119,19 @@ class _NoAdverts(logging.Filter):
         return "Tip: For seamless cloud logging" not in record.getMessage()
 
 
-_LIGHTNING_LOG = logging.getLogger("pytorch_lightning.utilities.rank_zero")
-if not any(isinstance(f, _NoAdverts) for f in _LIGHTNING_LOG.filters):
-    _LIGHTNING_LOG.addFilter(_NoAdverts())
+def _silence_lightning_noise() -> None:
+    """Lightning messages that mislead or distract users of every run (idempotent).
+
+    The run dir already holds config.yaml when the loggers start, so CSVLogger warns that "previous log
+    files will be deleted", which is untrue (it only rewrites metrics.csv, see metrics_kept_on_resume);
+    the same for the checkpoint dir on resume. The LeafSpec notice is about torch internals; the Tip is an
+    advert.
+    """
+    warnings.filterwarnings("ignore", message="(Experiment logs|Checkpoint) directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in log.filters):
+        log.addFilter(_NoAdverts())
 
 
 def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/accuracy",
@@ -129,11 +139,7 @@ def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/a
     """The Trainer of a run: CSV (+ TensorBoard) logs in ``out``, ``checkpoints/{best,last}.ckpt``
     (best by ``monitor``/``mode``), settings from ``config["trainer"]``. Shared by train and train-dms."""
     t = config["trainer"]
-    # The run dir already holds config.yaml when the loggers start; CSVLogger then warns that "previous
-    # log files will be deleted", which is untrue (it only rewrites metrics.csv, see
-    # metrics_kept_on_resume) and alarms users. The LeafSpec notice is Lightning's, about torch internals.
-    warnings.filterwarnings("ignore", message="(Experiment logs|Checkpoint) directory .* exists and is not empty")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    _silence_lightning_noise()
     loggers = [pl.loggers.CSVLogger(out, name="", version="")]
     try:  # TensorBoard when installed
         import tensorboard  # noqa: F401
