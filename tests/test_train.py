@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import CrashAtEpoch
+from tqdm import tqdm
 
 from protlc.data.prepare import PrepareOptions, prepare_dataset
 from protlc.errors import CheckpointError, ConfigError, TrainingInterrupted
@@ -79,8 +80,10 @@ def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(nois
     again = comparable(train(noisy_dataset, tmp_path / "b", config))
     assert first == again
 
+    bars_before = set(tqdm._instances)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(noisy_dataset, tmp_path / "c", config, extra_callbacks=[CrashAtEpoch(2)])
+    assert set(tqdm._instances) <= bars_before  # closed, or tqdm prints them again when Python exits
     assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "c" / "final_metrics.json").exists()
     resumed = comparable(train(noisy_dataset, tmp_path / "c", config, resume=True))

@@ -110,6 +110,18 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
             raise TrainingInterrupted(
                 f"{out}: training interrupted at epoch {trainer.current_epoch}; {CHECKPOINTS}/{LAST} holds the "
                 "last finished epoch: rerun the same command with --resume to continue") from None
+        finally:
+            _close_progress_bars(trainer)
+
+
+def _close_progress_bars(trainer: pl.Trainer) -> None:
+    """Lightning leaves its tqdm bars open when training stops with an error or an interruption; tqdm
+    would print them once more when the interpreter exits (after the error message)."""
+    bar_callback = trainer.progress_bar_callback
+    for name in ("_train_progress_bar", "_val_progress_bar"):
+        bar = getattr(bar_callback, name, None)
+        if bar is not None:
+            bar.close()
 
 
 class _NoAdverts(logging.Filter):
