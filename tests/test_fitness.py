@@ -224,6 +224,7 @@ def test_additive_run_starts_from_ridge_with_types_and_reports_both(pab1_subset,
     assert metrics["ridge/test/pearson"] == pytest.approx(plain.test_pearson)
     assert metrics["additive_start/test/pearson"] == pytest.approx(typed.test_pearson)
     assert metrics["additive_start/num_features"] > metrics["ridge/num_features"]
+    assert metrics["time/additive_start_seconds"] > 0
 
 
 @pytest.mark.parametrize("substitution_types", [False, True])

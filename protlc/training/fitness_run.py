@@ -220,9 +220,11 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     split_parts = dms_splits.Split(**parts)
     ridge = ridge_baseline(wild_type, sequences, scores, split_parts)
     ridge_seconds = time.perf_counter() - started_ridge
-    start = None
+    start, start_seconds = None, {}
     if config["head"]["additive"] == "ridge":  # the additive term starts at ridge + substitution types
+        started_start = time.perf_counter()
         start = ridge_baseline(wild_type, sequences, scores, split_parts, substitution_types=True)
+        start_seconds = {"time/additive_start_seconds": time.perf_counter() - started_start}
         if last is None:
             module.start_from_additive(*ridge_effects(start.model, start.alpha))
 
@@ -258,7 +260,7 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
         metrics.update(start.metrics(ADDITIVE_START_PREFIX))
     epochs = trainer.current_epoch
     metrics.update({
-        "time/fit_seconds": fit_seconds, "time/ridge_seconds": ridge_seconds,
+        "time/fit_seconds": fit_seconds, "time/ridge_seconds": ridge_seconds, **start_seconds,
         "epochs": epochs, "best_epoch": _best_epoch(out, stopping["monitor"], mode),
         "time/seconds_per_epoch": fit_seconds / max(1, epochs),
         "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
