@@ -162,6 +162,22 @@ def _invoke(*args):
     return CliRunner().invoke(cli, list(map(str, args)))
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("head.dropout=1.5", "config: head.dropout must be a number in [0, 1), got 1.5"),
+    ("optim.plateau_factor=2", "config: optim.plateau_factor must be a number in (0, 1], got 2"),
+    ("early_stopping.patience=x", "config: early_stopping.patience must be an integer >= 0, got 'x'"),
+    ("trainer.devices=abc", "trainer settings (accelerator 'cpu', devices 'abc'"),
+])
+def test_cli_bad_config_values_fail_in_one_line(pab1_subset, tmp_path, override, message):
+    run = tmp_path / "run"
+    result = _invoke("train-dms", pab1_subset, "--wt", PAB1_WT, "--offset", PAB1_OFFSET, "--out", run,
+                     "--set", override)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("protlc: error: ") and message in lines[0], result.output
+    assert not run.exists()
+
+
 def test_cli_trains_and_reports(pab1_subset, tmp_path):
     result = _invoke("train-dms", pab1_subset, "--wt", PAB1_WT, "--offset", PAB1_OFFSET, "--out", tmp_path / "cli",
                      "--max-epochs", 1, *sum((["--set", o] for o in TINY if "max_epochs" not in o), []))

@@ -138,6 +138,49 @@ def test_run_dir_guards(noisy_dataset, tmp_path):
         train(noisy_dataset, tmp_path / "x", tiny_config(**{"loss.name": "nope"}))
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("optim.lr=abc", "config: optim.lr must be a number in (0, inf), got 'abc'"),
+    ("data.batch_size=0", "config: data.batch_size must be an integer >= 1, got 0"),
+    ("trainer.max_epochs=-1", "config: trainer.max_epochs must be an integer >= 1, got -1"),
+    ("optim.final_lr_fraction=0", "config: optim.final_lr_fraction must be a number in (0, 1], got 0"),
+    ("dynamics.every_n_steps=often", "config: dynamics.every_n_steps must be auto or an integer >= 1"),
+    ("trainer.progress_bar=maybe", "config: trainer.progress_bar must be true or false, got 'maybe'"),
+    ("trainer.accelerator=banana", "trainer settings (accelerator 'banana'"),
+    ("trainer.precision=17", "Precision 17 is invalid"),
+])
+def test_bad_config_values_fail_in_one_line_before_the_run_dir_exists(noisy_dataset, tmp_path, override, message):
+    from click.testing import CliRunner
+
+    from protlc.cli import cli
+    from protlc.cli import commands  # noqa: F401  (registers the commands)
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(noisy_dataset), "--out", str(run), "--preset", "tiny",
+                                      "--set", override])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("protlc: error: ") and message in lines[0], result.output
+    assert not run.exists()  # nothing left that would block the corrected command
+
+
+def test_dynamics_auto_spacing(noisy_dataset, tmp_path):
+    """auto: every 100 steps for short runs, 50 points over a long run."""
+    from protlc.training.callbacks import AUTO_MIN_STEPS, AUTO_POINTS, DynamicsCallback
+
+    train_df = pd.read_parquet(noisy_dataset / "train.parquet")
+    test_df = pd.read_parquet(noisy_dataset / "test.parquet")
+
+    class FakeTrainer:
+        estimated_stepping_batches = 0
+        global_step = 0
+
+    for total, expected in ((40, AUTO_MIN_STEPS), (AUTO_MIN_STEPS * AUTO_POINTS * 3 + 1, AUTO_MIN_STEPS * 3 + 1)):
+        callback = DynamicsCallback(tmp_path / f"d{total}.csv", train_df, test_df, "auto", 10, seed=0)
+        FakeTrainer.estimated_stepping_batches = total
+        callback.on_train_start(FakeTrainer(), None)
+        assert callback.every == expected
+
+
 def test_ddp_on_two_cpu_processes(noisy_dataset, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "protlc", "train", str(noisy_dataset), "--out", str(run), "--preset", "tiny",

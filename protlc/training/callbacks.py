@@ -17,18 +17,24 @@ from protlc.data.loading import EncodedSequences
 from protlc.training.dynamics import DYNAMICS_CURVES, training_dynamics
 from protlc.training.inference import predict_proba
 
+AUTO_MIN_STEPS, AUTO_POINTS = 100, 50  # dynamics.every_n_steps=auto
+
 
 class DynamicsCallback(pl.Callback):
     """Every ``every_n_steps`` optimizer steps, compute the six curves on a fixed subsample.
+
+    ``every_n_steps="auto"``: every 100 steps, or :data:`AUTO_POINTS` points over the whole run when that
+    is sparser, so that the curves cost a bounded share of a long run.
 
     The subsample (at most ``max_examples`` clean and ``max_examples`` noisy training rows, and
     ``max_examples`` test rows) is drawn once from ``seed``. Rows go to ``path`` (CSV, rewritten
     atomically) and to the loggers under ``dynamics/<curve>``. Runs on global rank 0 only.
     """
 
-    def __init__(self, path: Path, train_df: pd.DataFrame, test_df: pd.DataFrame, every_n_steps: int,
+    def __init__(self, path: Path, train_df: pd.DataFrame, test_df: pd.DataFrame, every_n_steps: int | str,
                  max_examples: int, seed: int, batch_size: int = 256):
-        self.path, self.every = Path(path), max(1, int(every_n_steps))
+        self.path = Path(path)
+        self.every = None if every_n_steps == "auto" else max(1, int(every_n_steps))
         self.batch_size = batch_size
         rng = np.random.default_rng([seed, 17])
         noisy = train_df[col.IS_NOISY].to_numpy(bool)
@@ -45,6 +51,8 @@ class DynamicsCallback(pl.Callback):
         self.rows: list[dict] = []
 
     def on_train_start(self, trainer, pl_module):
+        if self.every is None:
+            self.every = max(AUTO_MIN_STEPS, -(-int(trainer.estimated_stepping_batches) // AUTO_POINTS))
         if self.path.is_file():  # resuming: keep what the earlier part of the run measured
             kept = pd.read_csv(self.path)
             self.rows = kept[kept["step"] <= trainer.global_step].to_dict("records")

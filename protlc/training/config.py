@@ -7,8 +7,9 @@ travels inside checkpoints). Unknown keys are errors, so a typo never silently d
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -39,7 +40,9 @@ DEFAULTS: dict[str, Any] = {
         "log_every_n_steps": 20,
         "progress_bar": True,
     },
-    "dynamics": {"every_n_steps": 100, "max_examples": 2000},
+    # auto: every 100 steps, or 50 points over the run when that is sparser (each point costs up to
+    # 3 * max_examples forward passes)
+    "dynamics": {"every_n_steps": "auto", "max_examples": 2000},
     "eval": {"batch_size": 256},
 }
 
@@ -104,3 +107,67 @@ def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
 
 def dump_config(config: dict) -> str:
     return yaml.safe_dump(config, sort_keys=False)
+
+
+# Value checks: dotted key -> (predicate, what the value must be). Losses and network sizes are checked
+# by their owners (protlc.losses, protlc.model); Lightning's device settings by make_trainer.
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def whole(low: int) -> Rule:
+    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+
+
+def number(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Rule:
+    high_open = high_open or math.isinf(high)
+
+    def ok(v: Any) -> bool:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+            return False
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    return ok, f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def optional(rule: Rule) -> Rule:
+    return (lambda v: v is None or rule[0](v)), f"null or {rule[1]}"
+
+
+FLAG: Rule = (lambda v: isinstance(v, bool), "true or false")
+
+COMMON_RULES: dict[str, Rule] = {
+    "seed": whole(0),
+    "optim.lr": number(0, low_open=True),
+    "optim.weight_decay": number(0),
+    "data.batch_size": whole(1),
+    "data.num_workers": whole(0),
+    "eval.batch_size": whole(1),
+    "trainer.max_epochs": whole(1),
+    "trainer.num_nodes": whole(1),
+    "trainer.accumulate_grad_batches": whole(1),
+    "trainer.gradient_clip_val": optional(number(0, low_open=True)),
+    "trainer.log_every_n_steps": whole(1),
+    "trainer.progress_bar": FLAG,
+}
+
+TRAIN_RULES: dict[str, Rule] = {
+    **COMMON_RULES,
+    "optim.warmup_steps": whole(0),
+    "optim.final_lr_fraction": number(0, 1, low_open=True),
+    "trainer.compile": FLAG,
+    "dynamics.every_n_steps": ((lambda v: v == "auto" or whole(1)[0](v)), "auto or an integer >= 1"),
+    "dynamics.max_examples": whole(1),
+}
+
+
+def check_values(config: dict, rules: dict[str, Rule] = TRAIN_RULES) -> None:
+    """Raises ConfigError naming the first key whose value breaks its rule (and what it must be)."""
+    for dotted, (ok, what) in rules.items():
+        value: Any = config
+        for key in dotted.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if not ok(value):
+            raise ConfigError(f"config: {dotted} must be {what}, got {value!r}")

@@ -37,7 +37,7 @@ from protlc.errors import CheckpointError, ConfigError
 from protlc.model import get_preset
 from protlc.training.callbacks import ThroughputCallback
 from protlc.training.checkpoint import read_checkpoint, submodule_state
-from protlc.training.config import dump_config, load_config
+from protlc.training.config import COMMON_RULES, check_values, dump_config, load_config, number, whole
 from protlc.training.fitness import HEAD_DEFAULTS, FitnessModule, check_monitor
 from protlc.training.inference import model_outputs
 from protlc.training.plots import save_figure
@@ -63,6 +63,20 @@ DMS_DEFAULTS: dict = {
                 "precision": "32", "accumulate_grad_batches": 1, "gradient_clip_val": None,
                 "log_every_n_steps": 50, "progress_bar": True},
     "eval": {"batch_size": 512},
+}
+
+DMS_RULES = {
+    **COMMON_RULES,
+    "optim.plateau_factor": number(0, 1, low_open=True),
+    "optim.plateau_patience": whole(0),
+    "early_stopping.patience": whole(0),
+    "head.channels": whole(1),
+    "head.hidden": whole(1),
+    "head.dropout": number(0, 1, high_open=True),
+    "split.seed": whole(0),
+    "split.mutational_k": whole(1),
+    "split.positional_fraction": number(0, 1, low_open=True, high_open=True),
+    "split.tune_fraction": number(0, 1, low_open=True, high_open=True),
 }
 
 
@@ -205,6 +219,7 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
                                 mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed)
     out = Path(out_dir)
     last = check_run_dir(out, resume)
+    check_values(config, DMS_RULES)
     stopping = config["early_stopping"]
     mode = check_monitor(stopping["monitor"])
     dms = config["dms"]
@@ -228,8 +243,6 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
         if last is None:
             module.start_from_additive(*ridge_effects(start.model, start.alpha))
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", dump_config(config))
     encoded = {p: ScoredSequences(sequences[rows].tolist(), scores[rows]) for p, rows in parts.items()}
     datamodule = FamilyDataModule(encoded["train"], encoded["tune"], config["data"]["batch_size"], config["seed"],
                                   config["data"]["num_workers"], config["eval"]["batch_size"])
@@ -237,6 +250,8 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     callbacks = [throughput, pl.callbacks.LearningRateMonitor(logging_interval="epoch"),
                  pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"])), *extra_callbacks]
     trainer = make_trainer(config, out, callbacks, monitor=stopping["monitor"], mode=mode)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(config))
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seed it for this run only
         torch.manual_seed(int(config["seed"]))

@@ -26,6 +26,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from protlc import columns as col
 from protlc.atomic import atomic_path, atomic_write_text
@@ -37,7 +38,7 @@ from protlc.model import ProtCNNConfig, get_preset
 from protlc.predict import write_calibration
 from protlc.training.callbacks import DynamicsCallback, ThroughputCallback
 from protlc.training.classify import ClassifierModule
-from protlc.training.config import dump_config
+from protlc.training.config import check_values, dump_config
 from protlc.training.dynamics import summarize
 from protlc.training.inference import predict_proba
 from protlc.training import plots
@@ -166,14 +167,19 @@ def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/a
                   enable_version_counter=False, save_on_train_epoch_end=True)
     checkpoints = [pl.callbacks.ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common),
                    pl.callbacks.ModelCheckpoint(filename="last", monitor=None, **common)]
-    return pl.Trainer(
-        default_root_dir=out, max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
-        num_nodes=t["num_nodes"], strategy=t["strategy"], precision=t["precision"],
-        accumulate_grad_batches=t["accumulate_grad_batches"], gradient_clip_val=t["gradient_clip_val"],
-        log_every_n_steps=t["log_every_n_steps"], logger=loggers, callbacks=[*checkpoints, *callbacks],
-        use_distributed_sampler=False, deterministic=False, enable_model_summary=False,
-        enable_progress_bar=t.get("progress_bar", True),
-    )
+    try:
+        return pl.Trainer(
+            default_root_dir=out, max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
+            num_nodes=t["num_nodes"], strategy=t["strategy"], precision=t["precision"],
+            accumulate_grad_batches=t["accumulate_grad_batches"], gradient_clip_val=t["gradient_clip_val"],
+            log_every_n_steps=t["log_every_n_steps"], logger=loggers, callbacks=[*checkpoints, *callbacks],
+            use_distributed_sampler=False, deterministic=False, enable_model_summary=False,
+            enable_progress_bar=t.get("progress_bar", True),
+        )
+    except (ValueError, TypeError, MisconfigurationException) as exc:  # Lightning's own checks
+        settings = ", ".join(f"{k} {t[k]!r}" for k in ("accelerator", "devices", "num_nodes", "strategy", "precision"))
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"trainer settings ({settings}): {first_line}") from None
 
 
 def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bool = False,
@@ -188,6 +194,7 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
         ConfigError: bad config, non-empty run dir without ``resume``, nothing to resume.
         InputError: ``dataset_dir`` is not a prepared dataset.
     """
+    check_values(config)
     out = Path(out_dir)
     dataset_dir = Path(dataset_dir)
     # Under DDP, Lightning re-launches this command for the other ranks; only rank 0 owns the run dir.
@@ -199,9 +206,6 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     config["dataset"] = str(dataset_dir.resolve())
     model_config = {k: v for k, v in config["model"].items() if k != "preset"}
 
-    out.mkdir(parents=True, exist_ok=True)
-    if is_rank_zero:
-        atomic_write_text(out / "config.yaml", dump_config(config))
     pl.seed_everything(config["seed"], workers=True, verbose=False)
 
     encoded = {s: EncodedSequences(df[col.SEQUENCE].tolist(), df[col.LABEL].to_numpy()) for s, df in splits.items()}
@@ -218,7 +222,10 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
         callbacks.append(DynamicsCallback(
             out / "dynamics.csv", train_df, splits["test"], config["dynamics"]["every_n_steps"],
             config["dynamics"]["max_examples"], seed=config["seed"], batch_size=config["eval"]["batch_size"]))
-    trainer = make_trainer(config, out, callbacks)
+    trainer = make_trainer(config, out, callbacks)  # before the run dir exists: bad settings leave nothing
+    out.mkdir(parents=True, exist_ok=True)
+    if is_rank_zero:
+        atomic_write_text(out / "config.yaml", dump_config(config))
 
     started = time.perf_counter()
     fit(trainer, module, datamodule, out, last)
