@@ -24,7 +24,7 @@ from protlc.data.loading import EncodedSequences
 from protlc.errors import ConfigError
 from protlc.losses import corrected_target, global_trust, local_trust, sharpened
 from protlc.training.checkpoint import load_checkpoint
-from protlc.training.inference import model_outputs
+from protlc.training.inference import check_device, model_outputs
 
 
 @dataclass
@@ -64,6 +64,9 @@ def audit(checkpoint: str | Path, out_path: str | Path, dataset_dir: str | Path 
     """
     if split not in col.SPLITS:
         raise ConfigError(f"--split {split!r}: choose one of {', '.join(col.SPLITS)}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    device = check_device(device)
     loaded = load_checkpoint(checkpoint, task="classify")
     dataset_dir = Path(dataset_dir or loaded.config.get("dataset") or "")
     df = store.read_split(dataset_dir, split)

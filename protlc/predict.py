@@ -27,7 +27,7 @@ from protlc.data.loading import EncodedSequences
 from protlc.errors import ConfigError
 from protlc.training.checkpoint import load_checkpoint
 from protlc.training.dynamics import entropy
-from protlc.training.inference import predict_proba
+from protlc.training.inference import check_device, predict_proba
 
 CALIBRATION_FILE = "calibration.json"
 UNKNOWN_QUANTILE = 0.01
@@ -95,6 +95,9 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     checkpoint = Path(checkpoint)
     if top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {top_k}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    device = check_device(device)
     loaded = load_checkpoint(checkpoint, task="classify")
     threshold = unknown_threshold if unknown_threshold is not None else find_calibrated_threshold(checkpoint)
     if threshold is None:

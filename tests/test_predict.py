@@ -64,6 +64,23 @@ def test_predict_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path, con
     assert not out.exists() and not list(tmp_path.glob(".out.csv*"))
 
 
+@pytest.mark.parametrize("command", ["predict", "audit"])
+@pytest.mark.parametrize("option, message", [
+    (("--device", "banana"), "--device 'banana': not a device name"),
+    (("--device", "cuda:7"), "--device cuda:7: 8 CUDA device(s) needed"),
+    (("--device", "meta"), "--device meta: protlc runs on cpu, cuda or mps"),
+    (("--batch-size", "0"), "--batch-size must be >= 1, got 0"),
+])
+def test_bad_device_or_batch_size_is_one_line(run_dir, noisy_dataset, tmp_path, command, option, message):  # noqa: F811
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    inputs = [noisy_dataset / "test.parquet"] if command == "predict" else []
+    out = tmp_path / "out.csv"
+    result = invoke(command, ckpt, *inputs, "--out", out, *option)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("protlc: error: ") and message in result.output and result.output.count("\n") == 1
+    assert not out.exists()
+
+
 def test_predict_refuses_missing_or_foreign_checkpoints(tmp_path):
     q = tmp_path / "q.fasta"
     q.write_text(">a\nMKVLA\n")

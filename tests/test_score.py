@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 from protlc.cli import cli
@@ -167,6 +168,12 @@ def test_bad_options(checkpoint, pab1_rows, tmp_path):
         score_library(checkpoint, library, tmp_path / "o.csv", wt=PAB1_WT + "A")
     with pytest.raises(ConfigError, match="already has a column 'score'"):
         score_library(checkpoint, library, tmp_path / "o.csv", output_column="score")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ConfigError, match=rf"--device cuda: {gpus + 1} CUDA device\(s\) needed, {gpus} visible"):
+        score_library(checkpoint, library, tmp_path / "o.csv", device="cuda", devices=gpus + 1)
+    with pytest.raises(ConfigError, match="--device 'gpu0': not a device name"):
+        score_library(checkpoint, library, tmp_path / "o.csv", device="gpu0")
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_classifier_checkpoint_is_refused(pab1_rows, tmp_path):

@@ -40,7 +40,7 @@ from protlc.dms import mutations as mut
 from protlc.dms.tables import MUTANT, MUTANT_COLUMN_CANDIDATES, MUTATED_SEQUENCE, read_wild_type, row_location
 from protlc.errors import ConfigError, InputError
 from protlc.training.checkpoint import load_checkpoint
-from protlc.training.inference import model_outputs
+from protlc.training.inference import check_device, model_outputs
 
 FITNESS = "fitness"
 PREDICTED_FAMILY = "predicted_family"
@@ -271,6 +271,7 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     """
     if batch_size < 1 or chunk_size < 1 or devices < 1:
         raise ConfigError("--batch-size, chunk size and --devices must be positive integers")
+    check_device(device, workers=devices)
     loaded = load_checkpoint(checkpoint, task="fitness")
     started = time.perf_counter()
     wild_type, offset = _resolve_reference(loaded, wt, offset, notation)

@@ -8,6 +8,32 @@ import numpy as np
 import torch
 
 from protlc.data.loading import EncodedSequences, LengthBucketSampler
+from protlc.errors import ConfigError
+
+
+def check_device(name: str, workers: int = 1) -> torch.device:
+    """The torch device for ``--device NAME`` (cpu, cuda, cuda:1, mps ...), checked before any work.
+
+    ``workers`` > 1 with CUDA needs that many GPUs (one worker each on cuda:0..workers-1).
+
+    Raises:
+        ConfigError: not a device name, or a GPU that this machine or torch build does not have.
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {name!r}: not a device name (cpu, cuda, cuda:1, mps ...)") from None
+    if device.type == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        needed = max(workers, (device.index or 0) + 1)
+        if visible < needed:
+            raise ConfigError(f"--device {name}: {needed} CUDA device(s) needed, {visible} visible to this torch "
+                              "build; use --device cpu")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {name}: protlc runs on cpu, cuda or mps")
+    return device
 
 
 def autocast_for(device: torch.device, precision: str):
