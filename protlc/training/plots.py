@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from protlc.atomic import atomic_path  # noqa: E402
 from protlc.training.dynamics import DYNAMICS_CURVES  # noqa: E402
@@ -57,6 +58,7 @@ def plot_dynamics(frames: dict[str, pd.DataFrame], path: Path, bands: dict[str, 
     for ax in axes[-1]:
         ax.set_xlabel("optimizer step")
         ax.xaxis.set_tick_params(labelbottom=True)
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))  # long runs: step labels must not overlap
     axes.flat[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
