@@ -171,6 +171,8 @@ def test_bad_options(checkpoint, pab1_rows, tmp_path):
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     with pytest.raises(ConfigError, match=rf"--device cuda: {gpus + 1} CUDA device\(s\) needed, {gpus} visible"):
         score_library(checkpoint, library, tmp_path / "o.csv", device="cuda", devices=gpus + 1)
+    with pytest.raises(ConfigError, match="--output-column must not be empty"):
+        score_library(checkpoint, library, tmp_path / "o.csv", output_column=" ")
     with pytest.raises(ConfigError, match="--device 'gpu0': not a device name"):
         score_library(checkpoint, library, tmp_path / "o.csv", device="gpu0")
     assert not (tmp_path / "o.csv").exists()

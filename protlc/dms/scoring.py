@@ -272,6 +272,8 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     if batch_size < 1 or chunk_size < 1 or devices < 1:
         raise ConfigError("--batch-size, chunk size and --devices must be positive integers")
     check_device(device, workers=devices)
+    if not output_column.strip():
+        raise ConfigError("--output-column must not be empty")
     loaded = load_checkpoint(checkpoint, task="fitness")
     started = time.perf_counter()
     wild_type, offset = _resolve_reference(loaded, wt, offset, notation)
