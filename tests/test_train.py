@@ -163,6 +163,15 @@ def test_bad_config_values_fail_in_one_line_before_the_run_dir_exists(noisy_data
     assert not run.exists()  # nothing left that would block the corrected command
 
 
+def test_exponent_floats_from_the_command_line_and_yaml_files(tmp_path):
+    """YAML 1.1 reads 1e-3 as a string; the README's own `--set optim.lr=3e-4` must be a float."""
+    (tmp_path / "c.yaml").write_text("optim: {lr: 2e-3, weight_decay: 1E-5}\n")
+    config = load_config([tmp_path / "c.yaml"], ["optim.final_lr_fraction=5e-2"])
+    assert (config["optim"]["lr"], config["optim"]["weight_decay"], config["optim"]["final_lr_fraction"]) == (2e-3, 1e-5, 5e-2)
+    assert load_config([], ["optim.lr=3e-4"])["optim"]["lr"] == 3e-4
+    assert load_config([], ["loss.name=e5"])["loss"]["name"] == "e5"  # not a number: stays a string
+
+
 def test_dynamics_auto_spacing(noisy_dataset, tmp_path):
     """auto: every 100 steps for short runs, 50 points over a long run."""
     from protlc.training.callbacks import AUTO_MIN_STEPS, AUTO_POINTS, DynamicsCallback

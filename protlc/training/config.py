@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -46,6 +47,21 @@ DEFAULTS: dict[str, Any] = {
     "eval": {"batch_size": 256},
 }
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; as in YAML 1.2 and Python, it is a float here."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 # Sections whose keys are free-form (validated by their owner, e.g. the loss registry).
 _OPEN_SECTIONS = {"loss", "model"}
 
@@ -69,7 +85,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like section.key=value, e.g. optim.lr=3e-4")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), _load_yaml(raw)
 
 
 def read_yaml(path: Path, kind: str) -> Any:
@@ -81,7 +97,7 @@ def read_yaml(path: Path, kind: str) -> Any:
     if not path.is_file():
         raise ConfigError(f"{kind} {path} does not exist")
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return _load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
