@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from protlc.errors import ConfigError
+from protlc.validate import Rule, check, number
 
 
 class LossOutput(NamedTuple):
@@ -171,7 +172,7 @@ class LabelSmoothing(RobustLoss):
 
     def __init__(self, num_classes: int, epsilon: float = 0.125) -> None:
         super().__init__(num_classes)
-        self.epsilon = _check_range(self.name, "epsilon", epsilon, 0.0, 1.0, hi_open=True)
+        self.epsilon = _check(self.name, "epsilon", epsilon, number(0, 1, high_open=True))
 
     def params(self):
         return {"epsilon": self.epsilon}
@@ -188,8 +189,8 @@ class _FixedSelfTarget(RobustLoss):
 
     def __init__(self, num_classes: int, epsilon: float = 0.25, temperature: float = 1.0) -> None:
         super().__init__(num_classes)
-        self.epsilon = _check_range(self.name, "epsilon", epsilon, 0.0, 1.0, hi_open=True)
-        self.temperature = _check_temperature(self.name, temperature)
+        self.epsilon = _check(self.name, "epsilon", epsilon, number(0, 1, high_open=True))
+        self.temperature = _check(self.name, "temperature", temperature, number(0, 1, low_open=True))
 
     def params(self):
         return {"epsilon": self.epsilon, "temperature": self.temperature}
@@ -226,9 +227,9 @@ class ProSelfLC(RobustLoss):
 
     def __init__(self, num_classes: int, B: float = 12.0, tau: float = 0.5, temperature: float = 1.0) -> None:
         super().__init__(num_classes)
-        self.B = _check_range(self.name, "B", B, 0.0, math.inf)
-        self.tau = _check_range(self.name, "tau", tau, 0.0, 1.0)
-        self.temperature = _check_temperature(self.name, temperature)
+        self.B = _check(self.name, "B", B, number(0))
+        self.tau = _check(self.name, "tau", tau, number(0, 1))
+        self.temperature = _check(self.name, "temperature", temperature, number(0, 1, low_open=True))
 
     def params(self):
         return {"B": self.B, "tau": self.tau, "temperature": self.temperature}
@@ -246,8 +247,8 @@ class DerivativeManipulation(RobustLoss):
 
     def __init__(self, num_classes: int, beta: float = 8.0, lam: float = 1.0) -> None:
         super().__init__(num_classes)
-        self.beta = _check_range(self.name, "beta", beta, 0.0, math.inf)
-        self.lam = _check_range(self.name, "lam", lam, 0.0, math.inf)
+        self.beta = _check(self.name, "beta", beta, number(0))
+        self.lam = _check(self.name, "lam", lam, number(0))
 
     def params(self):
         return {"beta": self.beta, "lam": self.lam}
@@ -263,20 +264,8 @@ class DerivativeManipulation(RobustLoss):
         return LossOutput(loss=(weights * per_example).sum(), weights=weights)
 
 
-def _check_range(loss: str, key: str, value, lo: float, hi: float, hi_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value
-    ok = ok and (value < hi if hi_open else value <= hi)
-    if not ok:
-        bracket = ")" if hi_open else "]"
-        raise ConfigError(f"loss {loss!r}: {key} must be a number in [{lo:g}, {hi:g}{bracket}, got {value!r}")
-    return float(value)
-
-
-def _check_temperature(loss: str, value) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value <= 1.0
-    if not ok:
-        raise ConfigError(f"loss {loss!r}: temperature must be a number in (0, 1], got {value!r}")
-    return float(value)
+def _check(loss: str, key: str, value, rule: Rule) -> float:
+    return float(check(value, rule, f"loss {loss!r}: {key}"))
 
 
 # ---- registry ---------------------------------------------------------------------------------

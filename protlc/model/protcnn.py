@@ -27,6 +27,7 @@ from torch import nn
 from protlc.alphabet import ALPHABET
 from protlc.errors import ConfigError
 from protlc.model.heads import ClassificationHead, init_parameters_
+from protlc.validate import is_int
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
@@ -58,13 +59,13 @@ class ProtCNNConfig:
         dilations = self.dilations
         if isinstance(dilations, (list, tuple)):
             object.__setattr__(self, "dilations", tuple(dilations))
-        if not _is_int(self.filters) or self.filters < 1:
+        if not is_int(self.filters) or self.filters < 1:
             raise ConfigError(f"model: filters must be a positive integer, got {self.filters!r}")
-        if not self.dilations or not all(_is_int(d) and d >= 1 for d in self.dilations):
+        if not self.dilations or not all(is_int(d) and d >= 1 for d in self.dilations):
             raise ConfigError(
                 f"model: dilations must be a non-empty list of positive integers, got {dilations!r}"
             )
-        if not _is_int(self.kernel_size) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
+        if not is_int(self.kernel_size) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ConfigError(f"model: kernel_size must be a positive odd integer, got {self.kernel_size!r}")
         if not _is_number(self.bottleneck_factor) or not 0.0 < self.bottleneck_factor <= 1.0:
             raise ConfigError(
@@ -106,10 +107,6 @@ class ProtCNNConfig:
         if missing:
             raise ConfigError(f"model: missing key(s) {', '.join(missing)}")
         return cls(**data)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value) -> bool:
@@ -325,7 +322,7 @@ class ProtCNNClassifier(nn.Module):
         self, config: ProtCNNConfig, num_classes: int, generator: torch.Generator | None = None
     ) -> None:
         super().__init__()
-        if not _is_int(num_classes) or num_classes < 2:
+        if not is_int(num_classes) or num_classes < 2:
             raise ConfigError(f"model: num_classes must be an integer >= 2, got {num_classes!r}")
         generator = _generator(generator)
         self.config = config

@@ -7,14 +7,14 @@ travels inside checkpoints). Unknown keys are errors, so a typo never silently d
 from __future__ import annotations
 
 import copy
-import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import yaml
 
 from protlc.errors import ConfigError
+from protlc.validate import FLAG, Rule, check, number, optional, whole
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -125,35 +125,8 @@ def dump_config(config: dict) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-# Value checks: dotted key -> (predicate, what the value must be). Losses and network sizes are checked
-# by their owners (protlc.losses, protlc.model); Lightning's device settings by make_trainer.
-Rule = tuple[Callable[[Any], bool], str]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def whole(low: int) -> Rule:
-    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
-
-
-def number(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Rule:
-    high_open = high_open or math.isinf(high)
-
-    def ok(v: Any) -> bool:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
-            return False
-        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    return ok, f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-
-
-def optional(rule: Rule) -> Rule:
-    return (lambda v: v is None or rule[0](v)), f"null or {rule[1]}"
-
-
-FLAG: Rule = (lambda v: isinstance(v, bool), "true or false")
-
+# Value checks: dotted key -> rule (protlc.validate). Losses and network sizes are checked by their
+# owners (protlc.losses, protlc.model); Lightning's device settings by make_trainer.
 COMMON_RULES: dict[str, Rule] = {
     "seed": whole(0),
     "optim.lr": number(0, low_open=True),
@@ -181,9 +154,8 @@ TRAIN_RULES: dict[str, Rule] = {
 
 def check_values(config: dict, rules: dict[str, Rule] = TRAIN_RULES) -> None:
     """Raises ConfigError naming the first key whose value breaks its rule (and what it must be)."""
-    for dotted, (ok, what) in rules.items():
+    for dotted, rule in rules.items():
         value: Any = config
         for key in dotted.split("."):
             value = value.get(key) if isinstance(value, dict) else None
-        if not ok(value):
-            raise ConfigError(f"config: {dotted} must be {what}, got {value!r}")
+        check(value, rule, f"config: {dotted}")

@@ -37,10 +37,11 @@ from protlc.errors import CheckpointError, ConfigError
 from protlc.model import get_preset
 from protlc.training.callbacks import ThroughputCallback
 from protlc.training.checkpoint import read_checkpoint, submodule_state
-from protlc.training.config import COMMON_RULES, check_values, dump_config, load_config, number, whole
+from protlc.training.config import COMMON_RULES, check_values, dump_config, load_config
 from protlc.training.fitness import HEAD_DEFAULTS, FitnessModule, check_monitor
 from protlc.training.inference import model_outputs
 from protlc.training.plots import save_figure
+from protlc.validate import number, whole
 from protlc.training.run import check_run_dir, fit, make_trainer
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
