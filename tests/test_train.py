@@ -190,6 +190,13 @@ def test_dynamics_auto_spacing(noisy_dataset, tmp_path):
         assert callback.every == expected
 
 
+def test_dynamics_end_at_the_final_model_even_when_the_run_is_shorter_than_the_interval(noisy_dataset, tmp_path):
+    metrics = train(noisy_dataset, tmp_path / "run", tiny_config(**{"trainer.max_epochs": 1,
+                                                                       "dynamics.every_n_steps": 10_000}))
+    dynamics = pd.read_csv(tmp_path / "run" / "dynamics.csv")
+    assert dynamics["step"].tolist() == [metrics["optimizer_steps"]]
+
+
 def test_ddp_on_two_cpu_processes(noisy_dataset, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "protlc", "train", str(noisy_dataset), "--out", str(run), "--preset", "tiny",

@@ -21,7 +21,8 @@ AUTO_MIN_STEPS, AUTO_POINTS = 100, 50  # dynamics.every_n_steps=auto
 
 
 class DynamicsCallback(pl.Callback):
-    """Every ``every_n_steps`` optimizer steps, compute the six curves on a fixed subsample.
+    """Every ``every_n_steps`` optimizer steps, and once more for the final model, compute the six curves on
+    a fixed subsample.
 
     ``every_n_steps="auto"``: every 100 steps, or :data:`AUTO_POINTS` points over the whole run when that
     is sparser, so that the curves cost a bounded share of a long run.
@@ -58,8 +59,16 @@ class DynamicsCallback(pl.Callback):
             self.rows = kept[kept["step"] <= trainer.global_step].to_dict("records")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step % self.every == 0:
+            self._record(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        # the curves end at the model the run reports (also for runs shorter than every_n_steps)
+        self._record(trainer, pl_module)
+
+    def _record(self, trainer, pl_module):
         step = trainer.global_step
-        if not trainer.is_global_zero or step % self.every or (self.rows and self.rows[-1]["step"] == step):
+        if not trainer.is_global_zero or (self.rows and self.rows[-1]["step"] == step):
             return
         model = pl_module.model
         precision = str(trainer.precision)
