@@ -17,13 +17,14 @@ def test_classify_exthomfam_runs_the_three_runs_the_audits_and_the_figure(tmp_pa
     env = {**os.environ, "PROTLC_EXTHOMFAM": str(REPO / "data" / "exthomfam_16fam.tsv"),
            "PROTLC": f"{sys.executable} -m protlc", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(["bash", str(REPO / "workflows" / "classify_exthomfam.sh"), str(tmp_path), "tiny", "cpu",
-                           "32", "1", "2e-3"], capture_output=True, text=True, env=env, timeout=600)
+                           "32", "1", "2e-3", "0.3"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    tag = "tiny-e1-lr2e-3"
+    tag = "tiny-e1-lr2e-3-tau0.3"
     summary = json.loads((tmp_path / f"summary-{tag}.json").read_text())
     assert sorted(summary) == [f"{tag}-clean-cce", f"{tag}-r40-cce", f"{tag}-r40-proselflc_at"]
     assert "precision" in summary[f"{tag}-r40-proselflc_at"]["audit"]
     assert (tmp_path / f"dynamics-r40-{tag}.png").stat().st_size > 0
     assert "lr: 0.002" in (tmp_path / f"{tag}-clean-cce" / "config.yaml").read_text()
+    assert "tau: 0.3" in (tmp_path / f"{tag}-r40-proselflc_at" / "config.yaml").read_text()
     dynamics = pd.read_csv(tmp_path / f"{tag}-r40-cce" / "dynamics.csv")
     assert len(dynamics) == 1  # one epoch of 7 steps: only the final model's point

@@ -5,20 +5,23 @@
 # in $OUT/dynamics-r40-TAG.png (+ each run directory TAG-clean-cce, ...), TAG = PRESET-eEPOCHS-lrLR, so that
 # runs of another setting in the same OUT_DIR are never mistaken for finished ones.
 #
-#   bash workflows/classify_exthomfam.sh OUT_DIR [PRESET] [ACCELERATOR] [PRECISION] [EPOCHS] [LR]
+#   bash workflows/classify_exthomfam.sh OUT_DIR [PRESET] [ACCELERATOR] [PRECISION] [EPOCHS] [LR] [TAU]
 #
-# LR is Adam's peak learning rate for all three runs (default 1e-3, the configs' value); on dev in the
-# README's tuning runs, 2e-3 scored best for clean CCE and 3e-3 for ProSelfLC-AT at r = 0.4.
+# LR is Adam's peak learning rate for all three runs (default 1e-3, the configs' value); TAU is the
+# global-trust midpoint of the ProSelfLC-AT run (default 0.5, SPEC's value). On dev in the README's tuning
+# runs, lr 2e-3 scored best for clean CCE, and lr 3e-3 with tau 0.3 for ProSelfLC-AT at r = 0.4.
 #
 # Runs go in parallel when ACCELERATOR=gpu (one GPU fits all); sequentially on CPU.
 set -euo pipefail
-OUT=${1:?usage: classify_exthomfam.sh OUT_DIR [PRESET] [ACCELERATOR] [PRECISION] [EPOCHS] [LR]}
+OUT=${1:?usage: classify_exthomfam.sh OUT_DIR [PRESET] [ACCELERATOR] [PRECISION] [EPOCHS] [LR] [TAU]}
 PRESET=${2:-small}
 ACCEL=${3:-cpu}
 PRECISION=${4:-32}
 EPOCHS=${5:-10}
 LR=${6:-1e-3}
+TAU=${7:-0.5}
 TAG="$PRESET-e$EPOCHS-lr$LR"
+[ "$TAU" = 0.5 ] || TAG="$TAG-tau$TAU"
 DATA=${PROTLC_EXTHOMFAM:-../shared/data/pfam/exthomfam.tsv.gz}
 PROTLC=${PROTLC:-protlc}
 mkdir -p "$OUT"
@@ -26,7 +29,7 @@ mkdir -p "$OUT"
 [ -d "$OUT/ext_clean" ] || $PROTLC prepare "$DATA" --out "$OUT/ext_clean" --seed 0
 [ -d "$OUT/ext_r40" ] || $PROTLC prepare "$DATA" --out "$OUT/ext_r40" --seed 0 --label-noise 0.4
 
-run() {  # name dataset loss
+run() {  # name dataset loss [extra protlc train options]
   local dir="$OUT/$TAG-$1"
   [ -f "$dir/final_metrics.json" ] && return 0
   rm -rf "$dir"
@@ -34,12 +37,12 @@ run() {  # name dataset loss
   # about a quarter of the training time on this data
   $PROTLC train "$OUT/$2" --out "$dir" --preset "$PRESET" --loss "$3" --max-epochs "$EPOCHS" \
     --accelerator "$ACCEL" --precision "$PRECISION" --seed 0 --set optim.lr="$LR" --set dynamics.every_n_steps=500 \
-    --set trainer.progress_bar=false > "$OUT/$TAG-$1.log" 2>&1
+    --set trainer.progress_bar=false "${@:4}" > "$OUT/$TAG-$1.log" 2>&1
 }
 if [ "$ACCEL" = gpu ]; then
-  run clean-cce ext_clean cce & run r40-cce ext_r40 cce & run r40-proselflc_at ext_r40 proselflc_at & wait
+  run clean-cce ext_clean cce & run r40-cce ext_r40 cce & run r40-proselflc_at ext_r40 proselflc_at --set loss.tau="$TAU" & wait
 else
-  run clean-cce ext_clean cce; run r40-cce ext_r40 cce; run r40-proselflc_at ext_r40 proselflc_at
+  run clean-cce ext_clean cce; run r40-cce ext_r40 cce; run r40-proselflc_at ext_r40 proselflc_at --set loss.tau="$TAU"
 fi
 for loss in cce proselflc_at; do
   $PROTLC audit "$OUT/$TAG-r40-$loss/checkpoints/last.ckpt" --out "$OUT/$TAG-r40-$loss/audit.csv" \
