@@ -2,7 +2,7 @@
 # Issue-3 experiment on the real extHomFam data (107 Pfam families, 123,465 domains):
 # clean labels vs symmetric label noise r=0.4, CCE vs ProSelfLC-AT, the FINAL model of every run,
 # then the label audit of the noisy runs. Results: $OUT/summary-TAG.json, the r=0.4 training dynamics
-# in $OUT/dynamics-r40-TAG.png (+ each run directory TAG-clean-cce, ...), TAG = PRESET-eEPOCHS-lrLR, so that
+# in $OUT/dynamics-r40-TAG.png (+ each run directory TAG-clean-cce, ...), TAG = PRESET-eEPOCHS-lrLR[-tauTAU], so that
 # runs of another setting in the same OUT_DIR are never mistaken for finished ones.
 #
 #   bash workflows/classify_exthomfam.sh OUT_DIR [PRESET] [ACCELERATOR] [PRECISION] [EPOCHS] [LR] [TAU]
