@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,10 @@ def test_classify_exthomfam_runs_the_three_runs_the_audits_and_the_figure(tmp_pa
     assert sorted(summary) == [f"{tag}-clean-cce", f"{tag}-r40-cce", f"{tag}-r40-proselflc_at"]
     assert "precision" in summary[f"{tag}-r40-proselflc_at"]["audit"]
     assert (tmp_path / f"dynamics-r40-{tag}.png").stat().st_size > 0
-    assert "lr: 0.002" in (tmp_path / f"{tag}-clean-cce" / "config.yaml").read_text()
-    assert "tau: 0.3" in (tmp_path / f"{tag}-r40-proselflc_at" / "config.yaml").read_text()
+    configs = {run: yaml.safe_load((tmp_path / f"{tag}-{run}" / "config.yaml").read_text())
+               for run in ("clean-cce", "r40-cce", "r40-proselflc_at")}
+    assert {run: c["optim"]["lr"] for run, c in configs.items()} == dict.fromkeys(configs, 0.002)
+    assert configs["r40-proselflc_at"]["loss"]["tau"] == 0.3  # TAU goes to the ProSelfLC-AT run only
+    assert all(c["loss"].get("tau") != 0.3 for run, c in configs.items() if run != "r40-proselflc_at")
     dynamics = pd.read_csv(tmp_path / f"{tag}-r40-cce" / "dynamics.csv")
     assert len(dynamics) == 1  # one epoch of 7 steps: only the final model's point
