@@ -146,7 +146,7 @@ def hmmscan_best(queries, hmms, cpus: int) -> tuple[list[int], float]:
 def timed_proba(model, sequences: list[str], repeats: int = 3) -> tuple[np.ndarray, float]:
     """Class probabilities and the best wall time of ``repeats`` runs (after one warm-up)."""
     from protlc.data.loading import EncodedSequences
-    from protlc.training.inference import predict_proba
+    from protlc.inference import predict_proba
 
     probs, best = predict_proba(model, EncodedSequences(sequences[:64]), 256), float("inf")
     for _ in range(repeats):
@@ -158,7 +158,7 @@ def timed_proba(model, sequences: list[str], repeats: int = 3) -> tuple[np.ndarr
 
 def protlc_accuracy(checkpoint: Path, families: list[str], subset: np.ndarray, sequences, truth) -> tuple[float, float]:
     """Accuracy of a checkpoint restricted to the ``subset`` families, and its seconds for the queries."""
-    from protlc.training.checkpoint import load_checkpoint
+    from protlc.model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint, task="classify")
     ours = [lab["family_id"] for lab in loaded.labels]
@@ -174,7 +174,7 @@ def protlc_accuracy(checkpoint: Path, families: list[str], subset: np.ndarray, s
 def head_seconds(checkpoint: Path, classes: int, sequences: list[str]) -> float:
     """Seconds to predict ``sequences`` with the checkpoint's encoder and an untrained ``classes``-way head."""
     from protlc.model import ProtCNNClassifier
-    from protlc.training.checkpoint import load_checkpoint
+    from protlc.model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint, task="classify")
     model = ProtCNNClassifier(loaded.model.config, classes)

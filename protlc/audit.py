@@ -23,8 +23,8 @@ from protlc.data.chunks import ChunkWriter
 from protlc.data.loading import EncodedSequences
 from protlc.errors import ConfigError
 from protlc.losses import corrected_target, global_trust, local_trust, sharpened
-from protlc.training.checkpoint import load_checkpoint
-from protlc.training.inference import check_device, model_outputs
+from protlc.model.checkpoint import load_checkpoint
+from protlc.inference import check_device, model_outputs
 
 
 @dataclass

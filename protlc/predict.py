@@ -13,7 +13,6 @@ pass (``RUN_DIR/calibration.json``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,38 +20,13 @@ import numpy as np
 import pandas as pd
 
 from protlc import columns as col
-from protlc.atomic import atomic_write_text
+from protlc.calibration import find_calibrated_threshold
 from protlc.data.chunks import ChunkWriter, iter_sequence_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.errors import ConfigError
-from protlc.training.checkpoint import load_checkpoint
-from protlc.training.dynamics import entropy
-from protlc.training.inference import check_device, predict_proba
-
-CALIBRATION_FILE = "calibration.json"
-UNKNOWN_QUANTILE = 0.01
-
-
-def calibrate_unknown_threshold(dev_probs: np.ndarray, quantile: float = UNKNOWN_QUANTILE) -> float:
-    """Top-probability threshold below which only ``quantile`` of dev sequences fall."""
-    return float(np.quantile(dev_probs.max(axis=1), quantile))
-
-
-def write_calibration(run_dir: Path, dev_probs: np.ndarray) -> float:
-    threshold = calibrate_unknown_threshold(dev_probs)
-    atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(
-        {"unknown_threshold": threshold, "quantile": UNKNOWN_QUANTILE, "split": "dev",
-         "dev_sequences": int(len(dev_probs))}, indent=2) + "\n")
-    return threshold
-
-
-def find_calibrated_threshold(checkpoint: Path) -> float | None:
-    """The threshold saved next to a run's checkpoints (RUN_DIR/calibration.json), if any."""
-    for candidate in (checkpoint.parent / CALIBRATION_FILE, checkpoint.parent.parent / CALIBRATION_FILE):
-        if candidate.is_file():
-            return float(json.loads(candidate.read_text())["unknown_threshold"])
-    return None
-
+from protlc.inference import check_device, predict_proba
+from protlc.metrics import entropy
+from protlc.model.checkpoint import load_checkpoint
 
 def prediction_frame(names, probs: np.ndarray, labels: list[dict], top_k: int, threshold: float) -> pd.DataFrame:
     """Turn ``(N, C)`` probabilities into the prediction table described in the module docstring."""

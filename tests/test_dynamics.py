@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import torchmetrics
 
-from protlc.training.dynamics import accuracy, confidence_entropy, ece, max_p, training_dynamics
+from protlc.metrics import accuracy, confidence_entropy, ece, max_p, training_dynamics
 
 
 def test_confidence_entropy_extremes_and_hand_value():

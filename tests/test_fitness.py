@@ -14,11 +14,10 @@ from click.testing import CliRunner
 from conftest import CrashAtEpoch
 
 from protlc.cli import cli
-from protlc.cli import commands  # noqa: F401  (registers the commands)
 from protlc.errors import CheckpointError, ConfigError, InputError
 from protlc.model import ProtCNNClassifier, get_preset
-from protlc.training.checkpoint import load_checkpoint, stamp
-from protlc.training.fitness import FitnessModel, build_fitness_model
+from protlc.model.checkpoint import load_checkpoint, stamp
+from protlc.model.fitness import FitnessModel, build_fitness_model
 from protlc.training.fitness_run import DMS_DEFAULTS, load_dms_config, train_dms
 
 PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"
@@ -74,7 +73,7 @@ def test_checkpoint_loads_safely_and_reproduces_test_predictions(run_dir, pab1_s
     table = pd.read_csv(pab1_subset, sep="\t")
     from protlc.dms.mutations import apply_many
     from protlc.data.loading import EncodedSequences
-    from protlc.training.inference import model_outputs
+    from protlc.inference import model_outputs
 
     sequences, errors = apply_many(PAB1_WT, table["variant"].iloc[test["row"]].tolist(), "nn4dms", PAB1_OFFSET)
     assert not errors

@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from protlc.cli import _register, cli
+from protlc.cli import cli
 from protlc.training.run import train
 from test_train import noisy_dataset, tiny_config  # noqa: F401  (fixture)
 
-_register()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import protlc.cli.prepare  # noqa: F401  (registers the command)
 from protlc import columns as col
 from protlc.cli import cli
 from protlc.data import store

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from protlc.alphabet import ALPHABET
 from protlc.data import readers, stockholm
-from protlc.data.readers import lines_at
-from protlc.data.readers import clean_sequences, detect_format, iter_records, read_blocks, suspect_rows
+from protlc.data.records import RecordBlock, clean_sequences, lines_at, suspect_rows
+from protlc.data.readers import detect_format, iter_records, read_blocks
 from protlc.errors import ConfigError, InputError
 
 FIXTURES = Path(__file__).parent / "data"
@@ -310,7 +310,7 @@ def test_lines_at_offsets_in_one_pass(embedded_dir):
 
 def test_record_block_locations_resolve_lines_lazily(embedded_dir):
     block = next(read_blocks(embedded_dir / "pfam_seeds" / "RRM_1.sto"))
-    assert isinstance(block, readers.RecordBlock) and len(block) == 79
+    assert isinstance(block, RecordBlock) and len(block) == 79
     assert block.location(3).startswith(f"{embedded_dir / 'pfam_seeds' / 'RRM_1.sto'}, record 'RRM_1', line 1")
 
 

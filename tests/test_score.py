@@ -10,14 +10,13 @@ import torch
 from click.testing import CliRunner
 
 from protlc.cli import cli
-from protlc.cli import commands  # noqa: F401  (registers the commands)
 from protlc.data.loading import EncodedSequences
 from protlc.dms.mutations import apply_many
 from protlc.dms.scoring import FAMILY_PROBABILITY, FITNESS, PREDICTED_FAMILY, rejects_path, score_library
 from protlc.errors import CheckpointError, ConfigError, InputError
-from protlc.training.checkpoint import load_checkpoint
+from protlc.model.checkpoint import load_checkpoint
 from protlc.training.fitness_run import train_dms
-from protlc.training.inference import model_outputs
+from protlc.inference import model_outputs
 
 from test_fitness import PAB1_OFFSET, PAB1_WT, _classifier_checkpoint, tiny_config
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from protlc.data.prepare import PrepareOptions, prepare_dataset
 from protlc.errors import CheckpointError, ConfigError, TrainingInterrupted
-from protlc.training.checkpoint import load_checkpoint
+from protlc.model.checkpoint import load_checkpoint
 from protlc.training.config import load_config
 from protlc.training.run import train
 
@@ -152,7 +152,6 @@ def test_bad_config_values_fail_in_one_line_before_the_run_dir_exists(noisy_data
     from click.testing import CliRunner
 
     from protlc.cli import cli
-    from protlc.cli import commands  # noqa: F401  (registers the commands)
 
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", str(noisy_dataset), "--out", str(run), "--preset", "tiny",

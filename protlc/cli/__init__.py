@@ -1,6 +1,6 @@
 """The ``protlc`` command: a thin click layer over the Python API.
 
-Each command lives in its own module of this package and is registered here. Every
+Each command lives in its own module of this package and is registered here, explicitly. Every
 :class:`~protlc.errors.ProtlcError` becomes one line on stderr and a non-zero exit code.
 """
 
@@ -11,6 +11,7 @@ import sys
 import click
 
 from protlc import __version__
+from protlc.cli import audit, predict, prepare, reproduce, score, train, train_dms
 from protlc.errors import ProtlcError
 
 
@@ -32,10 +33,18 @@ def cli() -> None:
     """protlc: protein family classification and variant fitness scoring, robust to noisy labels."""
 
 
-def _register() -> None:
-    from protlc.cli import commands  # noqa: F401  (each module adds its command to `cli`)
+COMMANDS = (
+    prepare.prepare_command,
+    train.train_command,
+    predict.predict_command,
+    audit.audit_command,
+    train_dms.train_dms_command,
+    score.score_command,
+    reproduce.reproduce_command,
+)
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:
-    _register()
     cli()

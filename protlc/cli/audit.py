@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from protlc.cli import cli
 
 
-@cli.command("audit")
+
+@click.command("audit")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path), help=".csv, .tsv or .parquet")
 @click.option("--dataset", "dataset_dir", type=click.Path(path_type=Path), default=None,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from protlc.cli import cli
 
 
-@cli.command("predict")
+
+@click.command("predict")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from protlc.cli import cli
+
 from protlc.data import noise, readers, splits
 from protlc.data.prepare import TOO_LONG_POLICIES, PrepareOptions, prepare_dataset
 
@@ -27,7 +27,7 @@ Example:
 """
 
 
-@cli.command("prepare", epilog=_EPILOG)
+@click.command("prepare", epilog=_EPILOG)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Dataset directory to create.")
 @click.option("--format", "fmt", default="auto", show_default=True,
@@ -53,7 +53,7 @@ Example:
               help="Header regex with a (?P<family>...) group, optionally (?P<name>...) and (?P<accession>...).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset directory.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
-def prepare(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_noise, crop_fraction, split_text, min_family_size,
+def prepare_command(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_noise, crop_fraction, split_text, min_family_size,
             max_length, too_long, seed, split_seed, noise_seed, fasta_family_regex, overwrite, progress):
     """Read family-labelled protein data and write a prepared dataset directory.
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from protlc.cli import cli
+
 from protlc.errors import ConfigError
 
 
-@cli.command("reproduce")
+@click.command("reproduce")
 @click.option("--preset", default=None, help="cpu (16 Pfam families, small network, ~25 min on 2 cores) | "
                                                "full (paper network, GPU, needs --data).")
 @click.option("--config", "config_file", default=None, type=click.Path(path_type=Path),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from protlc.cli import cli
+
 
 _EPILOG = """\b
 Libraries:
@@ -29,7 +29,7 @@ Example:
 """
 
 
-@cli.command("score", epilog=_EPILOG)
+@click.command("score", epilog=_EPILOG)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("library", required=False, type=click.Path(path_type=Path))
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),

@@ -1,121 +1,82 @@
-"""Streamed tables: read CSV/TSV/Parquet/FASTA in chunks, write CSV/Parquet in chunks atomically.
+"""Streamed sequences and outputs: read FASTA/CSV/TSV/Parquet in validated chunks, write CSV/Parquet atomically.
 
 Used by predict, audit and score so that inputs of any size run in constant memory.
 """
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from protlc import columns as col
-from protlc.alphabet import ALPHABET
 from protlc.atomic import atomic_path
+from protlc.data import tables
+from protlc.data.fasta import iter_fasta
+from protlc.data.records import clean_sequences, first_problem, open_text
 from protlc.errors import InputError
 
-TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
-FASTA_SUFFIXES = {".fasta", ".fa", ".faa", ".fas"}
+
+def _fasta_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    names, sequences, start = [], [], 0
+    for entry in iter_fasta(path):
+        names.append(entry.header.split()[0] if entry.header else f"record_{start + len(names) + 1}")
+        sequences.append(entry.sequence)
+        if len(sequences) == chunk_size:
+            yield pd.DataFrame({col.SEQUENCE_NAME: names, col.SEQUENCE: sequences},
+                               index=pd.RangeIndex(start, start + len(names)))
+            start += len(names)
+            names, sequences = [], []
+    if sequences:
+        yield pd.DataFrame({col.SEQUENCE_NAME: names, col.SEQUENCE: sequences},
+                           index=pd.RangeIndex(start, start + len(names)))
 
 
-def _suffix(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-    return suffixes[-1] if suffixes else ""
-
-
-def iter_table_chunks(path: str | Path, chunk_size: int = 100_000) -> Iterator[pd.DataFrame]:
-    """Yield DataFrames of at most ``chunk_size`` rows from a CSV, TSV (optionally .gz) or Parquet file.
-
-    The index of each chunk continues the row numbering of the file (0-based data rows), so error
-    messages can name the row.
-
-    Raises:
-        InputError: missing, empty or unreadable file; unknown extension.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file does not exist")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty")
-    suffix = _suffix(path)
-    start = 0
-    if suffix == ".parquet":
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
-        for batch in pf.iter_batches(batch_size=chunk_size):
-            df = batch.to_pandas()
-            df.index = pd.RangeIndex(start, start + len(df))
-            start += len(df)
-            yield df
-        return
-    if suffix not in TABLE_SUFFIXES:
-        raise InputError(f"{path}: unknown table type {suffix!r}; use .csv, .tsv or .parquet")
-    try:
-        reader = pd.read_csv(path, sep=TABLE_SUFFIXES[suffix], chunksize=chunk_size, dtype=str,
-                             keep_default_na=False, compression="infer")
-        for df in reader:
-            df.index = pd.RangeIndex(start, start + len(df))
-            start += len(df)
-            yield df
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: file has no header or rows") from None
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{path}: malformed table ({str(exc).strip().splitlines()[-1]})") from None
-
-
-def _iter_fasta(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    names, seqs = [], []
-    with opener(path, "rt", encoding="latin-1") as handle:
-        for title, seq in SimpleFastaParser(handle):
-            names.append(title.split()[0] if title.strip() else f"record_{len(names) + 1}")
-            seqs.append(seq)
-            if len(seqs) == chunk_size:
-                yield pd.DataFrame({col.SEQUENCE_NAME: names, col.SEQUENCE: seqs})
-                names, seqs = [], []
-    if seqs:
-        yield pd.DataFrame({col.SEQUENCE_NAME: names, col.SEQUENCE: seqs})
+def is_fasta(path: Path) -> bool:
+    """FASTA by name (``.fasta``, ``.fa``, ...) or by content (the first character is ``>``)."""
+    if tables.suffix(path) in tables.FASTA_SUFFIXES:
+        return True
+    if tables.is_parquet(path):
+        return False
+    with open_text(path) as handle:
+        return handle.read(1) == ">"
 
 
 def iter_sequence_chunks(path: str | Path, chunk_size: int = 50_000, max_length: int | None = None
                          ) -> Iterator[pd.DataFrame]:
     """Yield validated ``(sequence_name, sequence)`` chunks from FASTA, CSV/TSV or Parquet.
 
-    Tables need a ``sequence`` column; ``sequence_name`` is optional (row numbers are used).
+    Tables need a ``sequence`` column; ``sequence_name`` is optional (row numbers are used). Sequences
+    are cleaned and validated exactly as ``protlc prepare`` does (:mod:`protlc.data.records`).
 
     Raises:
         InputError: naming the file and record for an empty, invalid or over-long sequence.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file does not exist")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty")
-    with open(path, "rb") as handle:
-        fasta = _suffix(path) in FASTA_SUFFIXES or handle.read(1) == b">"
-    chunks = _iter_fasta(path, chunk_size) if fasta else iter_table_chunks(path, chunk_size)
+    path = tables.check_input_file(Path(path))
+    chunks = _fasta_chunks(path, chunk_size) if is_fasta(path) else tables.iter_table_chunks(path, chunk_size)
     seen_any = False
-    for number, df in enumerate(chunks):
+    for df in chunks:
         if col.SEQUENCE not in df:
             raise InputError(f"{path}: no {col.SEQUENCE!r} column (columns: {', '.join(map(str, df.columns))})")
         if col.SEQUENCE_NAME not in df:
             df[col.SEQUENCE_NAME] = [f"row_{i + 1}" for i in df.index]
         df = df[[col.SEQUENCE_NAME, col.SEQUENCE]].copy()
-        df[col.SEQUENCE] = [ALPHABET.clean(str(s)) for s in df[col.SEQUENCE]]
-        for name, seq in zip(df[col.SEQUENCE_NAME], df[col.SEQUENCE]):
-            problem = ALPHABET.problem(seq)
-            if problem is None and max_length is not None and len(seq) > max_length:
-                problem = f"sequence of {len(seq)} residues is longer than --max-length {max_length}"
-            if problem is not None:
-                raise InputError(f"{path}, record {name!r}: {problem}")
+        sequences = clean_sequences(pa.array(df[col.SEQUENCE].astype(str).tolist(), pa.string()))
+        bad = first_problem(sequences)
+        if bad is None and max_length is not None:
+            lengths = pc.utf8_length(sequences).to_numpy(zero_copy_only=False)
+            longer = np.flatnonzero(lengths > max_length)
+            if len(longer):
+                row = int(longer[0])
+                bad = (row, f"sequence of {int(lengths[row])} residues is longer than --max-length {max_length}")
+        if bad is not None:
+            raise InputError(f"{path}, record {df[col.SEQUENCE_NAME].iloc[bad[0]]!r}: {bad[1]}")
+        df[col.SEQUENCE] = sequences.to_pylist()
         seen_any = seen_any or len(df) > 0
         yield df
     if not seen_any:
@@ -130,8 +91,8 @@ class ChunkWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.suffix = _suffix(self.path)
-        if self.suffix not in (".csv", ".tsv", ".parquet"):
+        self.suffix = tables.suffix(self.path)
+        if self.suffix not in tables.OUTPUT_SUFFIXES:
             raise InputError(f"{self.path}: output must end in .csv, .tsv or .parquet")
         self._ctx = atomic_path(self.path)
         self._writer = None

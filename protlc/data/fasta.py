@@ -3,19 +3,19 @@
 Header patterns (:data:`DEFAULT_FASTA_PATTERNS`) are tried in order; ``--fasta-family-regex``
 replaces them with one pattern of the user's. Group ``family`` is required; ``name`` (default: the
 first word of the header) and ``accession`` are optional. Sequences may span several lines; they get
-:meth:`Alphabet.clean` and the common validation of :func:`protlc.data.readers.check_block`.
+:meth:`Alphabet.clean` and the common validation of :func:`protlc.data.records.check_block`.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
-from protlc.data.readers import ProgressCallback, RecordBlock, clean_sequences, open_text
+from protlc.data.records import ProgressCallback, RecordBlock, clean_sequences, open_text
 from protlc.errors import ConfigError, InputError, where
 
 #: Header patterns tried in order when no ``--fasta-family-regex`` is given. Group ``family`` is
@@ -58,6 +58,35 @@ def _parse_header(header: str, patterns: list[re.Pattern]) -> tuple[str, str, st
     return None
 
 
+class FastaEntry(NamedTuple):
+    header: str  # the header line without '>' and surrounding whitespace
+    sequence: str  # the sequence lines joined, whitespace removed (not yet cleaned or validated)
+    line: int  # 1-based line number of the header
+
+
+def iter_fasta(path: Path) -> Iterator[FastaEntry]:
+    """The one FASTA parser: every command reads FASTA (optionally gzipped) through it.
+
+    Raises:
+        InputError: sequence data before the first '>' header (naming file and line).
+    """
+    header, header_line, parts = None, 0, []
+    with open_text(path) as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line.startswith(">"):
+                if header is not None:
+                    yield FastaEntry(header, "".join(parts), header_line)
+                    parts.clear()
+                header, header_line = line[1:].strip(), line_no
+            elif header is None:
+                if line.strip():
+                    raise InputError(f"{where(path, line=line_no)}: sequence data before the first '>' header")
+            else:
+                parts.append("".join(line.split()))
+    if header is not None:
+        yield FastaEntry(header, "".join(parts), header_line)
+
+
 def read_fasta(path: Path, patterns: tuple[str, ...] | str | None = None, on_progress: ProgressCallback | None = None,
                block_rows: int = 65536) -> Iterator[RecordBlock]:
     """Stream a FASTA file whose headers name the family (default patterns: :data:`DEFAULT_FASTA_PATTERNS`).
@@ -68,11 +97,9 @@ def read_fasta(path: Path, patterns: tuple[str, ...] | str | None = None, on_pro
     """
     compiled = compile_fasta_patterns(patterns)
     rows: list[tuple] = []
-    parts: list[str] = []
-    header_line = 0
 
     def flush() -> RecordBlock:
-        names, families, accessions, sequences, lines = zip(*rows) if rows else ((),) * 5
+        names, families, accessions, sequences, lines = zip(*rows)
         rows.clear()
         block = RecordBlock(
             path, "fasta", pa.array(names, pa.string()), pa.array(families, pa.string()),
@@ -83,29 +110,15 @@ def read_fasta(path: Path, patterns: tuple[str, ...] | str | None = None, on_pro
             on_progress(len(block))
         return block
 
-    header = None
-    with open_text(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if line.startswith(">"):
-                if header is not None:
-                    rows.append((*header, "".join(parts), header_line))
-                    parts.clear()
-                    if len(rows) >= block_rows:
-                        yield flush()
-                text = line[1:].strip()
-                header = _parse_header(text, compiled)
-                header_line = line_no
-                if header is None:
-                    raise InputError(
-                        f"{where(path, line=line_no)}: cannot find the family in header {text[:80]!r}; "
-                        f"give --fasta-family-regex with a (?P<family>...) group"
-                    )
-            elif header is None:
-                if line.strip():
-                    raise InputError(f"{where(path, line=line_no)}: sequence data before the first '>' header")
-            else:
-                parts.append(line.strip())
-    if header is not None:
-        rows.append((*header, "".join(parts), header_line))
+    for entry in iter_fasta(path):
+        parsed = _parse_header(entry.header, compiled)
+        if parsed is None:
+            raise InputError(
+                f"{where(path, line=entry.line)}: cannot find the family in header {entry.header[:80]!r}; "
+                f"give --fasta-family-regex with a (?P<family>...) group"
+            )
+        rows.append((*parsed, entry.sequence, entry.line))
+        if len(rows) >= block_rows:
+            yield flush()
     if rows:
         yield flush()

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from protlc import __version__
 from protlc import columns as col
 from protlc.data import fasta, noise, readers, splits, store
+from protlc.data.records import RecordBlock
 from protlc.data.summary import PrepareSummary, length_stats
 from protlc.errors import ConfigError, InputError
 
@@ -90,7 +91,7 @@ class _Rows:
     columns the pipeline works on. Filters act on a row mask; the strings are copied once, by the final
     per-split take."""
 
-    blocks: list[readers.RecordBlock]
+    blocks: list[RecordBlock]
     block_starts: np.ndarray  # first row of each block
     names: pa.ChunkedArray
     accessions: pa.ChunkedArray

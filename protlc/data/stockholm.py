@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 from Bio.AlignIO.StockholmIO import StockholmIterator
 
-from protlc.data.readers import ProgressCallback, RecordBlock, lines_at, open_text
+from protlc.data.records import ProgressCallback, RecordBlock, lines_at, open_text
 from protlc.errors import InputError, where
 
 _CHUNK_CHARS = 1 << 22
@@ -56,7 +56,7 @@ def alignment_texts(handle, chunk_chars: int = _CHUNK_CHARS) -> Iterator[tuple[i
 
     Yields:
         ``(offset, text, terminated)``: the 0-based character offset of the alignment's first line in
-        the stream (see :func:`protlc.data.readers.lines_at`), its text (from the header up to and
+        the stream (see :func:`protlc.data.records.lines_at`), its text (from the header up to and
         including ``//``) and whether ``//`` closed it.
     """
     buffer, pos, search_from, dropped, at_eof = "\n", 1, 0, 0, False  # buffer[0] is a sentinel newline

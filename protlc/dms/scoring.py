@@ -34,13 +34,14 @@ import pyarrow.parquet as pq
 import torch
 
 from protlc.alphabet import ALPHABET
-from protlc.data.chunks import ChunkWriter, iter_table_chunks
+from protlc.data.chunks import ChunkWriter
+from protlc.data.tables import iter_table_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.dms import mutations as mut
 from protlc.dms.tables import MUTANT, MUTANT_COLUMN_CANDIDATES, MUTATED_SEQUENCE, read_wild_type, row_location
 from protlc.errors import ConfigError, InputError
-from protlc.training.checkpoint import load_checkpoint
-from protlc.training.inference import check_device, model_outputs
+from protlc.inference import check_device, model_outputs
+from protlc.model.checkpoint import load_checkpoint
 
 FITNESS = "fitness"
 PREDICTED_FAMILY = "predicted_family"

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from protlc.alphabet import ALPHABET
+from protlc.data import tables
+from protlc.data.fasta import iter_fasta
 from protlc.dms.mutations import (
     MUTANT_LETTERS,
     WILD_TYPE_LETTERS,
@@ -44,7 +46,6 @@ MUTANT_COLUMN_CANDIDATES = ("mutant", "variant", "mutation", "mutations")
 SEQUENCE_COLUMN_CANDIDATES = ("mutated_sequence",)
 SCORE_COLUMN_CANDIDATES = ("score", "DMS_score", "fitness")
 NN4DMS_WT_TABLE = "wt_sequences.tsv"
-_TEXT_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}
 _ALLOWED_BYTES = np.zeros(256, dtype=bool)
 _ALLOWED_BYTES[[ord(c) for c in WILD_TYPE_LETTERS | MUTANT_LETTERS]] = True
 
@@ -58,15 +59,11 @@ def read_wild_type(seq_or_fasta: str | Path) -> str:
     text = str(seq_or_fasta).strip()
     path = Path(text)
     if _is_file(path):
-        from Bio import SeqIO
-
-        try:
-            records = list(SeqIO.parse(path, "fasta"))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise InputError(f"{path}: not a readable FASTA file ({err})") from None
+        records = list(iter_fasta(path))
         if len(records) != 1:
             raise InputError(f"{path}: the wild-type FASTA must hold exactly one record, found {len(records)}")
-        sequence, origin = ALPHABET.clean(str(records[0].seq)), f"{path}, record {records[0].id!r}"
+        name = records[0].header.split()[0] if records[0].header else ""
+        sequence, origin = ALPHABET.clean(records[0].sequence), f"{path}, record {name!r}"
     else:
         sequence, origin = ALPHABET.clean(text), "--wt"
     problem = ALPHABET.problem(sequence)
@@ -112,26 +109,18 @@ def locate_nn4dms_wild_type(table_path: str | Path) -> tuple[str, int] | None:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    if not path.is_file():
+    if not _is_file(path):
         raise InputError(f"{path}: no such file")
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bz2", ".xz", ".zst"):
-        suffixes = suffixes[:-1]
-    kind = suffixes[-1] if suffixes else ""
-    try:
-        if kind in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if kind in _TEXT_SEPARATORS:
-            return pd.read_csv(path, sep=_TEXT_SEPARATORS[kind], low_memory=False)
-    except (ValueError, OSError, pd.errors.ParserError) as err:
-        raise InputError(f"{path}: cannot read the table ({str(err).splitlines()[0]})") from None
-    raise InputError(f"{path}: unknown table format {kind or '(no extension)'!r}; use .csv, .tsv or .parquet")
+    if not tables.is_parquet(path) and tables.suffix(path) not in tables.TEXT_SUFFIXES:
+        kind = tables.suffix(path)
+        raise InputError(f"{path}: unknown table format {kind or '(no extension)'!r}; use .csv, .tsv or .parquet")
+    return tables.read_frame(path)
 
 
 def row_location(path: str | Path, row: int) -> str:
     """``file, row 5 (line 7)``: 0-based data row (as in split files) and, for text tables, the line."""
     path = Path(path)
-    is_text = any(s.lower() in _TEXT_SEPARATORS for s in path.suffixes)
+    is_text = not tables.is_parquet(path)
     return f"{path}, row {row}" + (f" (line {row + 2})" if is_text else "")
 
 

@@ -12,7 +12,7 @@ from protlc.reproduce.claims import claims_markdown
 from protlc.reproduce.grid import Grid
 from protlc.reproduce.table import METRICS, DATA, noise_table, to_csv, to_markdown
 from protlc.training import plots
-from protlc.training.dynamics import DYNAMICS_CURVES
+from protlc.metrics import DYNAMICS_CURVES
 
 ECE_METRIC = {"ECE": "ece"}
 

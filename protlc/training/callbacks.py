@@ -14,8 +14,8 @@ import pytorch_lightning as pl
 from protlc import columns as col
 from protlc.atomic import atomic_write_text
 from protlc.data.loading import EncodedSequences
-from protlc.training.dynamics import DYNAMICS_CURVES, training_dynamics
-from protlc.training.inference import predict_proba
+from protlc.metrics import DYNAMICS_CURVES, training_dynamics
+from protlc.inference import predict_proba
 
 AUTO_MIN_STEPS, AUTO_POINTS = 100, 50  # dynamics.every_n_steps=auto
 

@@ -15,7 +15,7 @@ import torchmetrics
 
 from protlc.losses import build_loss
 from protlc.model import ProtCNNClassifier, ProtCNNConfig
-from protlc.training.checkpoint import stamp
+from protlc.model.checkpoint import stamp
 
 
 class ClassifierModule(pl.LightningModule):

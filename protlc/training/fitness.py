@@ -1,38 +1,7 @@
-"""DMS fitness regression (SPEC §6): a regression head on the ProtCNN encoder, and its LightningModule.
+"""Training of the DMS fitness model (SPEC §6): :class:`FitnessModule`, MSE on standardised scores.
 
-Shapes: ``B`` variants, ``L`` residues (every variant of one wild type has the wild type's length),
-``F`` encoder filters, ``K`` head channels, ``C`` families.
-
-Two heads (``head.kind``):
-
-* ``positional`` (default): per-position encoder features ``(B, F, L)`` -> 1x1 convolution to ``K``
-  channels -> ReLU -> flatten ``(B, K*L)`` -> an MLP plus a linear skip -> ``(B,)``. It keeps *where* a
-  substitution is, which a max-pooled embedding loses; it needs every sequence to have the length ``L``
-  it was built for (true of substitution libraries; anything else is refused).
-* ``pooled``: the max-pooled embedding ``(B, F)`` -> :class:`protlc.model.FitnessHead` (any length).
-
-``head.additive: ridge`` (positional head only) adds :class:`AdditiveTerm`, a per-position residue table
-(a linear model on the one-hot) that starts at a ridge fit of the training split, with the shared
-substitution-type columns of :class:`protlc.dms.ridge.OneHotRidge` (a substitution matrix common to all
-positions, which the table can hold because the model stays additive); the table and the network are
-then trained jointly. Why: with many positions and few observations per substitution
-(Bgl3: 501 positions, ~8 observations per substitution) the network alone learns the additive part
-slowly, because each table-like weight only receives a gradient in the few batches that hold its
-substitution (measured on the Bgl3 main split: tune Pearson 0.557 after 40 epochs, ridge 0.577; with
-the additive start 0.576 from the first epoch).
-
-The model predicts in score units: the head's output is de-standardised with the training split's
-score mean and standard deviation (buffers, so they travel in the state dict); training minimises the
-MSE of the standardised scores.
-
-Transfer (``--init``): the encoder starts from a Pfam classifier's encoder, and a frozen copy of that
-whole classifier (``model.family``) rides along so that ``protlc score`` can report the predicted family
-and its probability for every variant. The fine-tuned encoder is not used for the family, because its
-features drift away from the ones the classification head was trained on.
-
-Checkpoints hold only tensors and plain values (hparams: ``model_config``, ``head``, ``wild_type``,
-``notation``, ``offset``, ``labels``, ``config``), so :func:`build_fitness_model` can rebuild the model
-from a ``torch.load(weights_only=True)`` result.
+The networks (positional and pooled heads, the additive term, :class:`protlc.model.fitness.FitnessModel`)
+live in :mod:`protlc.model.fitness`; checkpoints are read back by :mod:`protlc.model.checkpoint`.
 """
 
 from __future__ import annotations
@@ -43,143 +12,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 import torchmetrics
-from torch import nn
 
-from protlc.alphabet import ALPHABET
-from protlc.errors import CheckpointError, ConfigError
-from protlc.model import FitnessHead, ProtCNNClassifier, ProtCNNConfig, ProtCNNEncoder, init_parameters_
-from protlc.training.checkpoint import stamp, submodule_state
+from protlc.errors import ConfigError
+from protlc.model.checkpoint import stamp, submodule_state
+from protlc.model.fitness import FitnessModel
 
 TASK = "fitness"
-HEAD_KINDS = ("positional", "pooled")
-HEAD_DEFAULTS = {"kind": "positional", "channels": 8, "hidden": 128, "dropout": 0.1, "additive": "none"}
-ADDITIVE_KINDS = ("none", "ridge")
 MONITORS = {"tune/mse": "min", "tune/pearson": "max"}
-
-
-class PositionalFitnessHead(nn.Module):
-    """Per-position features ``(B, F, L)`` -> fitness ``(B,)`` for sequences of exactly ``length`` residues.
-
-    Args:
-        in_features: F.
-        length: L, the wild type's length.
-        channels: K, channels kept per position by the 1x1 convolution.
-        hidden: width of the MLP's hidden layer.
-        dropout: dropout on the flattened features and on the hidden layer.
-    """
-
-    def __init__(self, in_features: int, length: int, channels: int = 8, hidden: int = 128, dropout: float = 0.1):
-        super().__init__()
-        self.length = length
-        self.reduce = nn.Conv1d(in_features, channels, 1)
-        self.dropout = nn.Dropout(dropout)
-        self.hidden = nn.Linear(channels * length, hidden)
-        self.out = nn.Linear(hidden, 1)
-        self.skip = nn.Linear(channels * length, 1)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``features`` ``(B, F, L)`` (zero at padding) -> ``(B,)``.
-
-        Raises:
-            ValueError: ``L`` differs from the length the head was built for.
-        """
-        if features.shape[-1] != self.length:
-            raise ValueError(f"the positional fitness head takes sequences of {self.length} residues, "
-                             f"got {features.shape[-1]}")
-        z = self.dropout(F.relu(self.reduce(features)).flatten(1))
-        return (self.out(self.dropout(F.relu(self.hidden(z)))) + self.skip(z)).squeeze(-1)
-
-
-class AdditiveTerm(nn.Module):
-    """A per-position, per-residue table: ``sum_p weight[p, token_p] + bias`` (a linear model on the one-hot).
-
-    Args:
-        length: L; every sequence must have exactly this many residues.
-    """
-
-    def __init__(self, length: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(length, ALPHABET.size))
-        self.bias = nn.Parameter(torch.zeros(()))
-
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` tokens/mask -> ``(B,)``."""
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        return (self.weight[positions, tokens.long()] * mask).sum(dim=1) + self.bias
-
-
-class FitnessModel(nn.Module):
-    """ProtCNN encoder + fitness head (+ an optional frozen Pfam classifier for the family).
-
-    Args:
-        model_config: ``ProtCNNConfig.to_dict()``.
-        head: head settings (see :data:`HEAD_DEFAULTS`).
-        length: the wild type's length (used by the positional head).
-        num_families: C of the frozen family classifier; 0 for none.
-        generator: source of the initial weights.
-
-    Raises:
-        ConfigError: unknown head kind or bad sizes.
-    """
-
-    def __init__(self, model_config: dict, head: dict, length: int, num_families: int = 0,
-                 generator: torch.Generator | None = None):
-        super().__init__()
-        head = {**HEAD_DEFAULTS, **head}
-        generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        config = ProtCNNConfig.from_dict(dict(model_config))
-        self.encoder = ProtCNNEncoder(config, generator)
-        self.kind = head["kind"]
-        if self.kind == "positional":
-            self.head = PositionalFitnessHead(config.filters, length, int(head["channels"]), int(head["hidden"]),
-                                              float(head["dropout"]))
-        elif self.kind == "pooled":
-            self.head = FitnessHead(config.filters, int(head["hidden"]), float(head["dropout"]))
-        else:
-            raise ConfigError(f"head.kind must be one of {', '.join(HEAD_KINDS)}, got {self.kind!r}")
-        init_parameters_(self.head, generator)
-        if head["additive"] not in ADDITIVE_KINDS:
-            raise ConfigError(f"head.additive must be one of {', '.join(ADDITIVE_KINDS)}, got {head['additive']!r}")
-        if head["additive"] != "none" and self.kind != "positional":
-            raise ConfigError("head.additive needs the positional head (a fixed sequence length)")
-        self.additive = AdditiveTerm(length) if head["additive"] != "none" else None
-        self.register_buffer("score_mean", torch.zeros(()))
-        self.register_buffer("score_std", torch.ones(()))
-        self.family = ProtCNNClassifier(config, num_families) if num_families else None
-        if self.family is not None:
-            self.family.requires_grad_(False)
-
-    @property
-    def fixed_length(self) -> int | None:
-        """The only sequence length the head accepts, or None for any length."""
-        return self.head.length if self.kind == "positional" else None
-
-    def train(self, mode: bool = True) -> "FitnessModel":
-        super().train(mode)
-        if self.family is not None:  # frozen: its BatchNorm statistics must not move either
-            self.family.eval()
-        return self
-
-    def standardized(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` tokens/mask -> standardised fitness ``(B,)`` (the training target's units)."""
-        if self.kind == "pooled":
-            return self.head(self.encoder(tokens, mask))
-        out = self.head(self.encoder.embed_positions(tokens, mask))
-        return out if self.additive is None else out + self.additive(tokens, mask)
-
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` tokens/mask -> fitness ``(B,)`` in score units."""
-        return self.score_mean + self.score_std * self.standardized(tokens, mask)
-
-    def family_probabilities(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``(B, C)`` family probabilities from the frozen Pfam classifier.
-
-        Raises:
-            ConfigError: the model was trained from scratch (no family classifier).
-        """
-        if self.family is None:
-            raise ConfigError("this fitness model has no family classifier (it was not trained with --init)")
-        return self.family(tokens, mask).float().softmax(-1)
 
 
 class FitnessModule(pl.LightningModule):
@@ -272,27 +111,6 @@ class FitnessModule(pl.LightningModule):
                                                          "interval": "epoch"}}
 
 
-def build_fitness_model(hparams: dict, state_dict: dict) -> FitnessModel:
-    """Rebuild the :class:`FitnessModel` of a fitness checkpoint (used by ``load_checkpoint``).
-
-    Args:
-        hparams: the checkpoint's ``hyper_parameters``.
-        state_dict: the checkpoint's ``state_dict`` (keys ``model.…``).
-
-    Raises:
-        CheckpointError: no regression head in the checkpoint, or weights that do not fit it.
-    """
-    if "head" not in hparams or "model_config" not in hparams or "wild_type" not in hparams:
-        raise CheckpointError("the checkpoint has no fitness regression head (train one with protlc train-dms)")
-    try:
-        model = FitnessModel(hparams["model_config"], hparams["head"], len(hparams["wild_type"]),
-                             len(hparams.get("labels") or []))
-        model.load_state_dict(submodule_state(state_dict, "model."))
-    except (RuntimeError, ConfigError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"the fitness checkpoint does not match its model ({str(exc).splitlines()[0][:200]})") from None
-    return model.eval()
-
-
 def check_monitor(monitor: str) -> str:
     """The Lightning ``mode`` (min/max) of an early-stopping metric.
 
@@ -308,7 +126,7 @@ def export_checkpoint(module: FitnessModule, path) -> None:
     """Write ``module`` as a minimal fitness checkpoint (state dict, hparams, task stamp) without a Trainer.
 
     For benchmarks and tools that need a checkpoint of a model that was built, not trained, here;
-    :func:`protlc.training.checkpoint.load_checkpoint` reads it like a Lightning one.
+    :func:`protlc.model.checkpoint.load_checkpoint` reads it like a Lightning one.
     """
     from protlc.atomic import atomic_path
 

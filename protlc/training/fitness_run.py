@@ -29,17 +29,19 @@ from scipy.stats import pearsonr, spearmanr
 
 from protlc.alphabet import ALPHABET, STANDARD, STOP
 from protlc.atomic import atomic_path, atomic_write_text
-from protlc.data.loading import EncodedSequences, FamilyDataModule
+from protlc.data.loading import EncodedSequences
+from protlc.training.datamodule import FamilyDataModule
 from protlc.dms import splits as dms_splits
 from protlc.dms.ridge import OneHotRidge, ridge_baseline
 from protlc.dms.tables import MUTATED_SEQUENCE, NUM_MUTATIONS, POSITIONS, SCORE, load_dms_table, sequence_matrix
 from protlc.errors import CheckpointError, ConfigError
 from protlc.model import get_preset
 from protlc.training.callbacks import ThroughputCallback
-from protlc.training.checkpoint import read_checkpoint, submodule_state
+from protlc.model.checkpoint import read_checkpoint, submodule_state
 from protlc.training.config import COMMON_RULES, check_values, dump_config, load_config
-from protlc.training.fitness import HEAD_DEFAULTS, FitnessModule, check_monitor
-from protlc.training.inference import model_outputs
+from protlc.model.fitness import HEAD_DEFAULTS
+from protlc.training.fitness import FitnessModule, check_monitor
+from protlc.inference import model_outputs
 from protlc.training.plots import save_figure
 from protlc.validate import number, whole
 from protlc.training.run import check_run_dir, fit, make_trainer

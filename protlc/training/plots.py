@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from protlc.atomic import atomic_path  # noqa: E402
-from protlc.training.dynamics import DYNAMICS_CURVES  # noqa: E402
+from protlc.metrics import DYNAMICS_CURVES  # noqa: E402
 
 CURVE_TITLES = {
     "correct_fitting": "(a) correct fitting: clean subset, accuracy",

@@ -31,16 +31,17 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from protlc import columns as col
 from protlc.atomic import atomic_path, atomic_write_text
 from protlc.data import store
-from protlc.data.loading import EncodedSequences, FamilyDataModule
+from protlc.data.loading import EncodedSequences
+from protlc.training.datamodule import FamilyDataModule
 from protlc.errors import ConfigError, TrainingInterrupted
 from protlc.losses import build_loss
 from protlc.model import ProtCNNConfig, get_preset
-from protlc.predict import write_calibration
+from protlc.calibration import write_calibration
 from protlc.training.callbacks import DynamicsCallback, ThroughputCallback
 from protlc.training.classify import ClassifierModule
 from protlc.training.config import check_values, dump_config
-from protlc.training.dynamics import summarize
-from protlc.training.inference import predict_proba
+from protlc.metrics import summarize
+from protlc.inference import predict_proba
 from protlc.training import plots
 
 CHECKPOINTS = "checkpoints"

@@ -15,7 +15,8 @@ import torch
 
 from protlc import __version__
 from protlc.errors import CheckpointError
-from protlc.model import ProtCNNClassifier, ProtCNNConfig
+from protlc.model.fitness import build_fitness_model
+from protlc.model.protcnn import ProtCNNClassifier, ProtCNNConfig
 
 PROTLC_KEY = "protlc"  # checkpoint["protlc"] = {"task": ..., "version": ...}
 
@@ -81,7 +82,5 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> LoadedCheckpoi
         model.load_state_dict(submodule_state(ckpt["state_dict"], "model."))
         model.eval()
         return LoadedCheckpoint(found, model, list(hp["labels"]), dict(hp["config"]), hp)
-    from protlc.training.fitness import build_fitness_model  # noqa: PLC0415 (only for fitness runs)
-
     model = build_fitness_model(hp, ckpt["state_dict"])
     return LoadedCheckpoint(found, model.eval(), list(hp.get("labels", [])), dict(hp.get("config", {})), hp)
