@@ -103,6 +103,10 @@ def test_audit_lists_disputed_labels_with_precision_and_recall(run_dir, noisy_da
     train_df = pd.read_parquet(noisy_dataset / "train.parquet")
     flagged_noisy = train_df.iloc[table["row"]]["is_noisy"].to_numpy()
     assert (flagged_noisy == table["is_noisy"].to_numpy()).all()
+    # the audit finds noise: a flagged label is wrong more often than a label picked at random (0.37 vs
+    # 0.30 for this 3-epoch tiny model on 156 domains)
+    noise_rate, precision = train_df["is_noisy"].mean(), flagged_noisy.mean()
+    assert len(table) > 0 and precision > noise_rate, (precision, noise_rate)
 
 
 def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
