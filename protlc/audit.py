@@ -1,7 +1,7 @@
 """``protlc audit``: the training labels the trained model disputes (detect ⇒ ignore or correct).
 
 For every training example the model's own knowledge p̂ = softmax(z / T) gives the ProSelfLC
-corrected target q̃ = (1 - ε) y + ε p̂ with ε = g(Γ) · l(p̂) at the end of training (SPEC §1; the
+corrected target q̃ = (1 - ε) y + ε p̂ with ε = g(Γ) · l(p̂) at the end of training (docs/method.md §1; the
 run's B, τ and T when it used ProSelfLC, else B = 12, τ = 0.5, T = 1). An example is flagged when
 argmax q̃ differs from its observed label; flagged rows are ranked by the model's confidence in its
 suggested label (max p̂). With the dataset's noise provenance, precision and recall of the flagged set

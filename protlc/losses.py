@@ -1,4 +1,4 @@
-"""Robust losses (SPEC §1) and derivative manipulation (SPEC §2), as small units plus a registry.
+"""Robust losses (docs/method.md §1) and derivative manipulation (docs/method.md §2), as small units plus a registry.
 
 Shapes: ``B`` examples, ``C`` classes. Every loss is built by name with :func:`build_loss` and called as
 ``loss_fn(logits (B, C), labels (B,) long, step, total_steps) -> LossOutput``, where ``step`` is the
@@ -270,7 +270,7 @@ def _check(loss: str, key: str, value, rule: Rule) -> float:
 
 # ---- registry ---------------------------------------------------------------------------------
 
-# name -> (class, default overrides); `proselflc_at` is ProSelfLC with the SPEC's low temperature.
+# name -> (class, default overrides); `proselflc_at` is ProSelfLC with the low temperature of docs/method.md §1.
 LOSSES: dict[str, tuple[type[RobustLoss], dict]] = {
     "cce": (CrossEntropy, {}),
     "ls": (LabelSmoothing, {}),
@@ -288,7 +288,7 @@ def loss_names() -> list[str]:
 
 
 def build_loss(name: str, num_classes: int, **params) -> RobustLoss:
-    """Build a registered loss with its SPEC defaults, overridden by ``params``.
+    """Build a registered loss with its defaults (docs/method.md §1-2), overridden by ``params``.
 
     Raises:
         ConfigError: unknown name, unknown parameter, or a value out of range.

@@ -1,4 +1,4 @@
-"""Confidence metrics, calibration and the six training-dynamics curves of SPEC §4.
+"""Confidence metrics, calibration and the six training-dynamics curves of docs/method.md §4.
 
 All functions take class probabilities ``probs`` of shape ``(N, C)`` (rows sum to 1) and integer
 labels of shape ``(N,)`` as numpy arrays, and return plain floats.
@@ -46,7 +46,7 @@ def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
 
 
 def summarize(probs: np.ndarray, labels: np.ndarray, prefix: str) -> dict[str, float]:
-    """The SPEC §4 metrics of one data set: ``{prefix}/accuracy``, ``/confidence_entropy``, ``/max_p``, ``/ece``."""
+    """The docs/method.md §4 metrics of one data set: ``{prefix}/accuracy``, ``/confidence_entropy``, ``/max_p``, ``/ece``."""
     return {
         f"{prefix}/accuracy": accuracy(probs, labels),
         f"{prefix}/confidence_entropy": confidence_entropy(probs),
@@ -67,7 +67,7 @@ DYNAMICS_CURVES = (
 
 def training_dynamics(train_probs: np.ndarray, observed: np.ndarray, clean: np.ndarray,
                       is_noisy: np.ndarray, test_probs: np.ndarray, test_labels: np.ndarray) -> dict[str, float]:
-    """The six curves of SPEC §4 at one point of training (values in [0, 1]; NaN for an empty subset)."""
+    """The six curves of docs/method.md §4 at one point of training (values in [0, 1]; NaN for an empty subset)."""
     is_noisy = is_noisy.astype(bool)
     c, n = ~is_noisy, is_noisy
     log_c = np.log(train_probs.shape[1])

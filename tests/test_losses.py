@@ -1,4 +1,4 @@
-"""Losses of SPEC §1-2 against values worked out by hand for a 3-class example.
+"""Losses of docs/method.md §1-2 against values worked out by hand for a 3-class example.
 
 The running example: logits z = [2, 1, 0], so p = softmax(z) = e^z / (e^2 + e + 1)
 = [0.665240956, 0.244728471, 0.090030573] and log p = z - 2.407605964.

@@ -1,4 +1,4 @@
-"""Noise exactly as SPEC §3: exact-count selection, symmetric/pair label noise, crop windows."""
+"""Noise exactly as docs/method.md §3: exact-count selection, symmetric/pair label noise, crop windows."""
 
 from __future__ import annotations
 

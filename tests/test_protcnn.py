@@ -1,4 +1,4 @@
-"""ProtCNN (SPEC §5): shapes, padding invariance, sizes, init determinism, compile/autocast, on real Pfam domains."""
+"""ProtCNN (docs/method.md §5): shapes, padding invariance, sizes, init determinism, compile/autocast, on real Pfam domains."""
 
 from __future__ import annotations
 
@@ -158,13 +158,13 @@ def test_parameter_counts(name, classes):
         clf = ProtCNNClassifier(config, classes)
     encoder, head = _by_hand(config.filters, len(config.dilations), classes)
     assert (_count(clf.encoder), _count(clf.head)) == (encoder, head)
-    if name == "paper":  # SPEC: ~50 M parameters with the 17,929 Pfam seed families
+    if name == "paper":  # docs/method.md §5: ~50 M parameters with the 17,929 Pfam seed families
         assert _count(clf) == 50_210_929
         assert config.receptive_field == 337
 
 
 def test_flops_per_residue():
-    # paper: 2·(20·1100·9 + 5·(1100·550·9 + 550·1100)) = 60.9 MFLOP (SPEC: ~61)
+    # paper: 2·(20·1100·9 + 5·(1100·550·9 + 550·1100)) = 60.9 MFLOP (docs/method.md §5: ~61)
     assert flops_per_residue(get_preset("paper")) == 60_896_000
     assert flops_per_residue(get_preset("tiny")) == 2 * (20 * 16 * 9 + 2 * (16 * 8 * 9 + 8 * 16))
 

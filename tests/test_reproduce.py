@@ -61,6 +61,7 @@ def finished(tiny_data, tmp_path_factory):
     return grid, out, summary
 
 
+@pytest.mark.slow
 def test_tiny_grid_writes_table_in_paper_layout_and_figures(finished):
     grid, out, summary = finished
     assert summary["cells_trained"] == 8 and summary["cells_failed"] == 0
@@ -86,6 +87,7 @@ def test_tiny_grid_writes_table_in_paper_layout_and_figures(finished):
     assert all(c["wall_seconds"] > 0 for c in saved["cells"])
 
 
+@pytest.mark.slow
 def test_second_invocation_skips_finished_cells_and_resumes_unfinished(finished):
     grid, out, _ = finished
     metrics = sorted(out.glob("runs/*/*/seed*/final_metrics.json"))
@@ -115,6 +117,7 @@ def test_an_interrupted_cell_stops_the_grid_with_a_rerun_hint(tiny_data, tmp_pat
         reproduce(grid, tmp_path / "out", jobs=1, threads=1, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_other_grid_in_same_out_dir_is_refused(finished, tiny_data, tmp_path):
     _, out, _ = finished
     other = load_grid(write_grid(tmp_path / "g.yaml", tiny_data, seeds=[0]))
@@ -184,6 +187,7 @@ def test_bad_grid_is_one_line_config_error(tiny_data, tmp_path, change, message)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
+@pytest.mark.slow
 def test_presets_load_and_cli_reports_bad_grid_in_one_line(tmp_path):
     cpu = load_grid(preset_path("cpu"))
     assert [m.label for m in cpu.methods] == ["CCE", "LS", "CP", "Boot-soft", "ProSelfLC"]

@@ -12,7 +12,7 @@ from protlc.dms.splits import Split, published_split
 from protlc.dms.tables import MUTATED_SEQUENCE, SCORE, load_dms_table, sequence_matrix
 from protlc.errors import InputError
 
-# SPEC §6: test Pearson of ridge on one-hot on the nn4dms main split.
+# docs/method.md §6: test Pearson of ridge on one-hot on the nn4dms main split.
 REFERENCE_PEARSON = {"avgfp": 0.824, "bgl3": 0.574, "pab1": 0.898}
 LETTERS = "ACDEFGHIKLMNPQRSTVWY*"
 

@@ -104,6 +104,7 @@ def test_ctrl_c_twice_then_resume_keeps_every_epoch_and_reaches_the_uninterrupte
     assert comparable(train(noisy_dataset, run, config, resume=True)) == comparable(whole)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_command_with_a_resume_hint_and_status_130(noisy_dataset, tmp_path):
     """A scheduler's SIGTERM must not look like success (Lightning alone exits 0 after it)."""
     run = tmp_path / "run"
@@ -196,6 +197,7 @@ def test_dynamics_end_at_the_final_model_even_when_the_run_is_shorter_than_the_i
     assert dynamics["step"].tolist() == [metrics["optimizer_steps"]]
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes(noisy_dataset, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "protlc", "train", str(noisy_dataset), "--out", str(run), "--preset", "tiny",

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_classify_exthomfam_runs_the_three_runs_the_audits_and_the_figure(tmp_path):
     env = {**os.environ, "PROTLC_EXTHOMFAM": str(REPO / "data" / "exthomfam_16fam.tsv"),
            "PROTLC": f"{sys.executable} -m protlc", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}

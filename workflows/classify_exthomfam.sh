@@ -8,7 +8,7 @@
 #   bash workflows/classify_exthomfam.sh OUT_DIR [PRESET] [ACCELERATOR] [PRECISION] [EPOCHS] [LR] [TAU]
 #
 # LR is Adam's peak learning rate for all three runs (default 1e-3, the configs' value); TAU is the
-# global-trust midpoint of the ProSelfLC-AT run (default 0.5, SPEC's value). On dev in the README's tuning
+# global-trust midpoint of the ProSelfLC-AT run (default 0.5, docs/method.md §1). On dev in the README's tuning
 # runs, lr 2e-3 scored best for clean CCE, and lr 3e-3 with tau 0.3 for ProSelfLC-AT at r = 0.4.
 #
 # Runs go in parallel when ACCELERATOR=gpu (one GPU fits all); sequentially on CPU.

@@ -1,4 +1,4 @@
-"""``protlc reproduce``: the noise table of SPEC §4 (methods × noise settings × seeds) in one command."""
+"""``protlc reproduce``: the noise table of docs/method.md §4 (methods × noise settings × seeds) in one command."""
 
 from __future__ import annotations
 

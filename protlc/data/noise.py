@@ -1,4 +1,4 @@
-"""Training-split noise, exactly as SPEC §3 describes: cropping noise and label noise.
+"""Training-split noise, exactly as docs/method.md §3 describes: cropping noise and label noise.
 
 Both are pure functions of arrays and a numpy Generator. Selection is by exact count: noise of rate
 r over N training rows hits exactly ``floor(r * N + 0.5)`` rows, chosen uniformly at random without

@@ -1,6 +1,6 @@
 """Substitution notations: parse, validate, apply to a wild type; saturation and combinatorial libraries.
 
-Three notations are read (SPEC §6). They differ in how substitutions are separated and in how residues
+Three notations are read (docs/method.md §6). They differ in how substitutions are separated and in how residues
 are numbered; the numbering is fixed by ``offset``, **the number that the wild type's first residue
 carries in the mutant strings**, so that ``position0 = number - offset`` (0-based index into the wild
 type) in every notation:

@@ -1,4 +1,4 @@
-"""ProtCNN encoder, presets and task heads (SPEC §5)."""
+"""ProtCNN encoder, presets and task heads (docs/method.md §5)."""
 
 from protlc.model.heads import ClassificationHead, FitnessHead, init_parameters_
 from protlc.model.protcnn import (

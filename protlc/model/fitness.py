@@ -1,4 +1,4 @@
-"""DMS fitness networks (SPEC §6): a regression head on the ProtCNN encoder.
+"""DMS fitness networks (docs/method.md §6): a regression head on the ProtCNN encoder.
 
 Shapes: ``B`` variants, ``L`` residues (every variant of one wild type has the wild type's length),
 ``F`` encoder filters, ``K`` head channels, ``C`` families.

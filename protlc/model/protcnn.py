@@ -1,4 +1,4 @@
-"""ProtCNN (SPEC §5): a dilated residual CNN over soft one-hot residues, masked so padding never counts.
+"""ProtCNN (docs/method.md §5): a dilated residual CNN over soft one-hot residues, masked so padding never counts.
 
 Shapes: ``B`` sequences, ``L`` padded length, ``F`` filters, ``C`` classes. Inputs are token ids from
 :mod:`protlc.alphabet` (``(B, L)``, 0 = padding) and a residue mask (``(B, L)`` bool, True = residue).

@@ -1,4 +1,4 @@
-"""The noise-table reproduction (SPEC §4): a grid of methods × noise settings × seeds.
+"""The noise-table reproduction (docs/method.md §4): a grid of methods × noise settings × seeds.
 
 ``load_grid`` reads ``configs/reproduce/{cpu,full}.yaml`` (or any grid file), ``reproduce`` prepares
 the datasets, trains every cell (skipping finished ones, resuming interrupted ones, in parallel worker

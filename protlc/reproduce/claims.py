@@ -1,4 +1,4 @@
-"""The paper's claims behind the noise table (SPEC §4), checked mechanically on a table's rows.
+"""The paper's claims behind the noise table (docs/method.md §4), checked mechanically on a table's rows.
 
 1. Under noise, ProSelfLC has the best test accuracy.
 2. Its confidence (1-H(p)/H(u) and max p, test and train) is higher than every other method's.

@@ -72,7 +72,7 @@ Best = highest. Under label noise a high *train* accuracy means fitting the wron
 bold marks the most memorisation, not the best method.
 
 {to_markdown(rows, methods, "ours")}
-## Published (SPEC §4: DeepLoc, fine-tuned protein language model; best in bold)
+## Published (docs/method.md §4: DeepLoc, fine-tuned protein language model; best in bold)
 
 {to_markdown(rows, methods, "paper")}
 ## Difference: this run − published (percentage points, means)
@@ -84,7 +84,7 @@ bold marks the most memorisation, not the best method.
 ## Expected calibration error (15 bins, %; lower is better, best in bold)
 
 {to_markdown(ece_rows, methods, "ours")}
-## Training dynamics (SPEC §4 curves a–f)
+## Training dynamics (docs/method.md §4 curves a–f)
 
 {figs}
 """

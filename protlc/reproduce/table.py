@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# SPEC §4: the published table (final model, %; DeepLoc membrane/soluble, fine-tuned protein language
+# docs/method.md §4: the published table (final model, %; DeepLoc membrane/soluble, fine-tuned protein language
 # model). The ProSelfLC column is the AT variant (B = 12, τ = 0.5, T = 0.2).
 PAPER_METHODS = ("CCE", "LS", "CP", "Boot-soft", "ProSelfLC")
 PAPER_TABLE: dict[tuple[str, str, str], tuple[float, ...]] = {

@@ -1,4 +1,4 @@
-"""Lightning callbacks: training-dynamics curves (SPEC §4) and throughput."""
+"""Lightning callbacks: training-dynamics curves (docs/method.md §4) and throughput."""
 
 from __future__ import annotations
 

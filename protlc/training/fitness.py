@@ -1,4 +1,4 @@
-"""Training of the DMS fitness model (SPEC §6): :class:`FitnessModule`, MSE on standardised scores.
+"""Training of the DMS fitness model (docs/method.md §6): :class:`FitnessModule`, MSE on standardised scores.
 
 The networks (positional and pooled heads, the additive term, :class:`protlc.model.fitness.FitnessModel`)
 live in :mod:`protlc.model.fitness`; checkpoints are read back by :mod:`protlc.model.checkpoint`.

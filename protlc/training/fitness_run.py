@@ -1,6 +1,6 @@
 """``train_dms``: one DMS fitness run, from a table to a run directory with the ridge baseline beside it.
 
-Run directory (see DESIGN.md)::
+Run directory (docs/method.md §7)::
 
     RUN_DIR/config.yaml                resolved config (table, wild type, notation, offset, split, sizes)
     RUN_DIR/checkpoints/{best,last}.ckpt   best by the early-stopping metric on the tune split

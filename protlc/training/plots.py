@@ -33,7 +33,7 @@ def save_figure(fig, path: Path) -> None:
 
 def plot_dynamics(frames: dict[str, pd.DataFrame], path: Path, bands: dict[str, pd.DataFrame] | None = None,
                   title: str | None = None) -> None:
-    """One panel per SPEC §4 curve, one line per run/method (``frames``: label -> dynamics.csv frame).
+    """One panel per docs/method.md §4 curve, one line per run/method (``frames``: label -> dynamics.csv frame).
 
     ``bands`` (label -> frame with the same columns, e.g. the std over seeds) shades ``line ± band``.
     A curve with no values in any frame (no noisy subset without label noise) gets a note instead.

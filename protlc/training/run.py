@@ -1,12 +1,12 @@
 """The run directory: resolved config, checkpoints, CSV logs, dynamics, plots and final metrics.
 
-Layout (see DESIGN.md)::
+Layout (docs/method.md §7)::
 
     RUN_DIR/config.yaml              resolved config (+ dataset path)
     RUN_DIR/checkpoints/last.ckpt    every epoch; ``--resume`` continues from it
     RUN_DIR/checkpoints/best.ckpt    best dev accuracy
     RUN_DIR/metrics.csv              Lightning's CSV log (loss, accuracy, ECE, mean ε, lr)
-    RUN_DIR/dynamics.csv             the six SPEC §4 curves every N steps (noisy datasets)
+    RUN_DIR/dynamics.csv             the six docs/method.md §4 curves every N steps (noisy datasets)
     RUN_DIR/final_metrics.json       the FINAL model on train (observed labels), dev and test (clean)
     RUN_DIR/plots/*.png
 """
@@ -250,7 +250,7 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
 
 def evaluate_final(model: torch.nn.Module, splits: dict, encoded: dict, config: dict
                    ) -> tuple[dict, dict[str, np.ndarray]]:
-    """SPEC §4 metrics of the final model: train against observed labels, dev/test against clean labels.
+    """docs/method.md §4 metrics of the final model: train against observed labels, dev/test against clean labels.
 
     Returns:
         the metrics, and each split's class probabilities ``(N, C)``.
