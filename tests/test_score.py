@@ -3,6 +3,8 @@ generated libraries, rejects, every bad-input case, and the refusal of a classif
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,7 +92,7 @@ def test_saturation_writes_19_times_75_rows(checkpoint, tmp_path):
     scored = pd.read_parquet(tmp_path / "sat.parquet")
     assert len(scored) == 19 * 75 == summary.scored
     assert scored["mutant"].is_unique
-    assert scored["mutant"].iloc[0] == "G126A"  # numbered like the training table (nn4dms offset 126)
+    assert scored["mutant"].iloc[0] == "G1A"  # ProteinGym numbering (1-based), whatever the training table used
     np.testing.assert_allclose(scored[FITNESS].iloc[:5], _expected_fitness(checkpoint, ["G126A", "G126C", "G126D",
                                                                                        "G126E", "G126F"]), atol=1e-5)
 
@@ -213,3 +215,61 @@ def test_worker_processes_give_the_same_output(checkpoint, pab1_rows, tmp_path):
     score_library(checkpoint, library, tmp_path / "one.csv", chunk_size=40)
     score_library(checkpoint, library, tmp_path / "two.csv", chunk_size=40, devices=2)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "two.csv"))
+
+
+# ---------------------------------------------------------------------------------------------- numbering
+
+
+def _numbered(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """The same real Pab1 variants written in the three notations (nn4dms: 0-based + wt_offset 126)."""
+    from protlc.dms.mutations import format_mutant, parse_mutant
+
+    subs = [parse_mutant(v, "nn4dms", PAB1_OFFSET) for v in rows["variant"]]
+    return {"nn4dms": rows["variant"].tolist(),
+            "proteingym": [format_mutant(s, "proteingym", 1) for s in subs],
+            "esm": [format_mutant(s, "esm", 1) for s in subs]}
+
+
+def test_one_variant_in_three_notations_scores_identically(checkpoint, pab1_rows, tmp_path):
+    rows = pab1_rows[~pab1_rows["variant"].str.lower().isin(["_wt", "wt"])].head(60)
+    scores = {}
+    for notation, mutants in _numbered(rows).items():
+        library = tmp_path / f"{notation}.csv"
+        pd.DataFrame({"mutant": mutants}).to_csv(library, index=False)
+        score_library(checkpoint, library, tmp_path / f"{notation}.out.csv", notation=notation)
+        scores[notation] = pd.read_csv(tmp_path / f"{notation}.out.csv")[FITNESS].to_numpy()
+    np.testing.assert_allclose(scores["proteingym"], scores["nn4dms"], rtol=0, atol=0)
+    np.testing.assert_allclose(scores["esm"], scores["nn4dms"], rtol=0, atol=0)
+    np.testing.assert_allclose(scores["nn4dms"], _expected_fitness(checkpoint, rows["variant"].tolist()), atol=1e-5)
+
+
+def test_a_library_numbered_off_by_one_is_refused_with_the_offset_that_fits(checkpoint, pab1_rows, tmp_path):
+    rows = pab1_rows[~pab1_rows["variant"].str.lower().isin(["_wt", "wt"])].head(200)
+    mutants = _numbered(rows)["proteingym"]
+    shifted = [":".join(f"{t[0]}{int(t[1:-1]) - 1}{t[-1]}" for t in m.split(":")) for m in mutants]  # 0-based
+    library = tmp_path / "shifted.csv"
+    pd.DataFrame({"mutant": shifted}).to_csv(library, index=False)
+    for skip in (False, True):
+        with pytest.raises(InputError, match=r"match with --offset 0.*Nothing was scored"):
+            score_library(checkpoint, library, tmp_path / "o.csv", notation="proteingym", skip_invalid=skip)
+        assert not (tmp_path / "o.csv").exists() and not rejects_path(tmp_path / "o.csv").exists()
+
+
+def test_a_library_of_another_protein_is_refused(checkpoint, tmp_path):
+    from protlc.dms.mutations import saturation
+
+    domains = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / "exthomfam_16fam.tsv", sep="\t")
+    other = next(s for s in domains["sequence"] if len(s) >= 75 and set(s) <= set("ACDEFGHIKLMNPQRSTVWY"))
+    library = tmp_path / "other.csv"
+    pd.DataFrame({"mutant": saturation(other[:75])[::7]}).to_csv(library, index=False)
+    result = CliRunner().invoke(cli, ["score", str(checkpoint), str(library), "--out", str(tmp_path / "o.csv"),
+                                      "--skip-invalid"])
+    assert result.exit_code != 0 and "another protein" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
+
+
+def test_combinatorial_sites_check_their_wild_type_letters(checkpoint, tmp_path):
+    ok = score_library(checkpoint, None, tmp_path / "c.csv", combinatorial=f"{PAB1_WT[1]}2:NAG")
+    assert ok.scored == 3
+    with pytest.raises(ConfigError, match="names wild-type letter"):
+        score_library(checkpoint, None, tmp_path / "d.csv", combinatorial="W2:NAG" if PAB1_WT[1] != "W" else "A2:NAG")

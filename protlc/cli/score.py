@@ -36,8 +36,8 @@ Example:
               help="Output table: .csv, .tsv or .parquet.")
 @click.option("--wt", default=None, metavar="SEQ_OR_FASTA", help="Wild type [default: the checkpoint's].")
 @click.option("--offset", type=int, default=None,
-              help="Number of the wild type's first residue in the mutants [default: the checkpoint's "
-                   "numbering for its own wild type, else the notation's (1 for generated libraries)].")
+              help="Number of the wild type's first residue in the mutants [default: the notation's own: 1 for "
+                   "ProteinGym, ESM and generated libraries; nn4dms: the data set's wt_offset].")
 @click.option("--notation", default="auto", show_default=True,
               type=click.Choice(("auto", "proteingym", "nn4dms", "esm")), help="Mutant notation of LIBRARY.")
 @click.option("--mutant-column", default=None, help="Mutant column of LIBRARY.")

@@ -349,8 +349,9 @@ def saturation(wt: str, offset: int = 1, include_stop: bool = False) -> list[str
 def parse_combinatorial_spec(wt: str, spec: str, offset: int = 1) -> list[tuple[int, str]]:
     """Parse ``"10:AGV,25:DE"`` into ``[(position0, residues), ...]``.
 
-    Spec format: comma-separated sites ``NUMBER:RESIDUES``; ``NUMBER`` counts from ``offset`` (default 1,
-    ProteinGym numbering); ``RESIDUES`` are standard letters (``*`` for stop) allowed at that site, the
+    Spec format: comma-separated sites ``[WT]NUMBER:RESIDUES``; ``NUMBER`` counts from ``offset`` (default 1,
+    ProteinGym numbering), and an optional wild-type letter before it (``V39:AGV``) is checked against the
+    wild type; ``RESIDUES`` are standard letters (``*`` for stop) allowed at that site, the
     wild-type letter included when the site may stay unchanged.
 
     Raises:
@@ -361,13 +362,18 @@ def parse_combinatorial_spec(wt: str, spec: str, offset: int = 1) -> list[tuple[
     for item in spec.split(","):
         number, sep, residues = item.strip().partition(":")
         number, residues = number.strip(), residues.strip()
+        letter = number[0] if number[:1].isalpha() else None
+        number = number[1:] if letter else number
         if not sep or not (number.isascii() and number.isdigit()) or not residues:
-            raise ConfigError(f"combinatorial spec {spec!r}: site {item.strip()!r} is not NUMBER:RESIDUES "
-                              "(e.g. 10:AGV,25:DE)")
+            raise ConfigError(f"combinatorial spec {spec!r}: site {item.strip()!r} is not [WT]NUMBER:RESIDUES "
+                              "(e.g. 10:AGV,E25:DE)")
         position0 = int(number) - offset
         if not 0 <= position0 < len(wt):
             raise ConfigError(f"combinatorial spec {spec!r}: position {number} is outside the {len(wt)}-residue "
                               f"wild type numbered from {offset}")
+        if letter is not None and letter.upper() != wt[position0]:
+            raise ConfigError(f"combinatorial spec {spec!r}: site {item.strip()!r} names wild-type letter "
+                              f"{letter!r}, but residue {number} (numbered from {offset}) is {wt[position0]!r}")
         bad = sorted(set(residues) - MUTANT_LETTERS)
         if bad or len(set(residues)) != len(residues):
             why = f"unknown residue letters {''.join(bad)!r}" if bad else "a residue letter is repeated"

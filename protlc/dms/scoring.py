@@ -38,7 +38,14 @@ from protlc.data.chunks import ChunkWriter
 from protlc.data.tables import iter_table_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.dms import mutations as mut
-from protlc.dms.tables import MUTANT, MUTANT_COLUMN_CANDIDATES, MUTATED_SEQUENCE, read_wild_type, row_location
+from protlc.dms.tables import (
+    MUTANT,
+    MUTANT_COLUMN_CANDIDATES,
+    MUTATED_SEQUENCE,
+    locate_nn4dms_wild_type,
+    read_wild_type,
+    row_location,
+)
 from protlc.errors import ConfigError, InputError
 from protlc.inference import check_device, model_outputs
 from protlc.model.checkpoint import load_checkpoint
@@ -48,6 +55,7 @@ PREDICTED_FAMILY = "predicted_family"
 FAMILY_PROBABILITY = "family_probability"
 REJECT_COLUMNS = ("row", "token", "reason")
 IN_FLIGHT_PER_WORKER = 2
+MAX_MISMATCH = 0.2  # share of rows whose wild-type letters may disagree (typos) before a library is refused
 
 
 @dataclass
@@ -219,7 +227,7 @@ def _check_chunk(frame: pd.DataFrame, library: _Library, applier: mut.MutantAppl
 def _raise_first(errors, frame: pd.DataFrame, library: _Library, applier: mut.MutantApplier) -> None:
     row, token, reason = errors[0]
     hint = ""
-    if not library.is_sequence and ("wild-type letter" in reason or "beyond" in reason):
+    if not library.is_sequence and _is_numbering_error(reason):
         fit = mut.suggest_offset(applier.wt, frame[library.column].tolist(), applier.notation)
         if fit is not None and fit != applier.offset:
             hint = f"; the wild-type letters all match with --offset {fit}"
@@ -234,8 +242,8 @@ def rejects_path(out: str | Path) -> Path:
     return out.with_name(f"{out.name[: -len(out.suffix)] if out.suffix else out.name}.rejects.csv")
 
 
-def _resolve_reference(loaded, wt, offset: int | None, notation: str) -> tuple[str, int | None]:
-    """The wild type to apply mutants to, and the offset (the checkpoint's numbering for its own wild type)."""
+def _resolve_reference(loaded, wt) -> str:
+    """The wild type to apply mutants to: ``--wt`` or the checkpoint's own."""
     stored = loaded.hparams.get("wild_type")
     wild_type = read_wild_type(wt) if wt is not None else stored
     if wild_type is None:
@@ -244,9 +252,76 @@ def _resolve_reference(loaded, wt, offset: int | None, notation: str) -> tuple[s
     if length is not None and len(wild_type) != length:
         raise ConfigError(f"--wt has {len(wild_type)} residues but this model's positional head takes {length} "
                           "(the wild type it was trained on)")
-    if offset is None and wild_type == stored:
-        offset = loaded.hparams.get("offset")
-    return wild_type, offset
+    return wild_type
+
+
+def _library_offset(offset: int | None, notation: str, wild_type: str, library, loaded) -> int:
+    """The numbering of the library's mutants: ``--offset``, else the notation's own.
+
+    ProteinGym and ESM count from 1; nn4dms counts from 0 plus the data set's ``wt_offset``: the one next to
+    the library (nn4dms layout), else the checkpoint's when it was trained on nn4dms strings of this wild
+    type. How the training table was numbered never carries over to another notation.
+    """
+    if offset is not None or notation != "nn4dms":
+        return mut.resolve_notation(notation, offset)[1]
+    located = locate_nn4dms_wild_type(library) if library is not None else None
+    if located is not None and located[0] == wild_type:
+        return located[1]
+    hp = loaded.hparams
+    if hp.get("notation") == "nn4dms" and hp.get("wild_type") == wild_type and hp.get("offset") is not None:
+        return int(hp["offset"])
+    return mut.DEFAULT_OFFSETS["nn4dms"]
+
+
+def _choose_applier(mutants: list, notation: str, offset: int | None, wild_type: str, library, loaded,
+                    name: str) -> mut.MutantApplier:
+    """The reading of the library's mutant strings: its notation and that notation's numbering.
+
+    ``auto`` detects the notation from the strings. Single substitutions without separators (``A126G``)
+    may be ESM (1-based) or nn4dms (0-based + wt_offset): without ``--offset``, both readings are tried on
+    the first chunk and the one whose wild-type letters agree best is kept (ties: 1-based).
+    """
+    if notation == "auto":
+        try:
+            notation = mut.detect_notation(mutants)
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from None
+        ambiguous = notation == "esm" and offset is None
+        candidates = [mut.applier(wild_type, notation, _library_offset(offset, notation, wild_type, library, loaded))]
+        if ambiguous:
+            nn4dms = _library_offset(None, "nn4dms", wild_type, library, loaded)
+            if nn4dms != candidates[0].offset:
+                candidates.append(mut.applier(wild_type, "nn4dms", nn4dms))
+        return min(candidates, key=lambda candidate: _mismatches(candidate, mutants))
+    return mut.applier(wild_type, notation, _library_offset(offset, notation, wild_type, library, loaded))
+
+
+def _mismatches(applier: mut.MutantApplier, mutants: list) -> int:
+    """Rows whose wild-type letters or positions disagree with the wild type under this reading."""
+    return sum(_is_numbering_error(reason) for _, _, reason in applier.apply_many(mutants)[1])
+
+
+def _is_numbering_error(reason: str) -> bool:
+    return "wild-type letter" in reason or "beyond" in reason or "before the first" in reason
+
+
+def _check_agreement(mismatched: int, examined: int, name: str, applier: mut.MutantApplier, sample: list) -> None:
+    """Refuse a library whose mutants disagree with the wild type in more than :data:`MAX_MISMATCH` of rows.
+
+    Raises:
+        InputError: naming the offset at which the letters fit, or saying the library looks like another protein.
+    """
+    if examined == 0 or mismatched <= MAX_MISMATCH * examined:
+        return
+    share = f"{mismatched:,} of {examined:,} rows ({mismatched / examined:.1%})"
+    fit = mut.suggest_offset(applier.wt, sample, applier.notation)
+    if fit is not None and fit != applier.offset:
+        why = f"the wild-type letters match with --offset {fit} (read as notation {applier.notation}, offset {applier.offset})"
+    else:
+        why = ("no offset makes them match: the library looks like another protein than the wild type "
+               "(check --wt)")
+    raise InputError(f"{name}: {share} name a wild-type letter or position that disagrees with the wild type; "
+                     f"{why}. Nothing was scored")
 
 
 def score_library(checkpoint: str | Path, library: str | Path | None, out: str | Path, *, wt: str | Path | None = None,
@@ -259,15 +334,17 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     Args:
         wt: FASTA path or sequence; None = the wild type stored in the checkpoint.
         offset: number of the wild type's first residue in the mutant strings (generated libraries are
-            numbered from it); None = the checkpoint's offset when scoring the checkpoint's own wild type
-            (its training table's numbering, e.g. 126 for nn4dms Pab1), else the notation's default.
+            numbered from it); None = the notation's own numbering (see :func:`_library_offset`): 1 for
+            ProteinGym, ESM and generated libraries, the data set's ``wt_offset`` for nn4dms.
         notation: ``auto`` (decided on the first chunk), ``proteingym``, ``nn4dms`` or ``esm``.
         skip_invalid: write invalid rows to :func:`rejects_path` (``row, token, reason``; row = 0-based
             data row) instead of failing on the first one.
 
     Raises:
         CheckpointError: not a fitness checkpoint (e.g. a family classifier).
-        InputError: unreadable or empty library, bad mutant (file, row, token and reason), bad sequence.
+        InputError: unreadable or empty library, bad mutant (file, row, token and reason), bad sequence,
+            or more than :data:`MAX_MISMATCH` of rows disagreeing with the wild type (wrong numbering or
+            another protein; even with ``skip_invalid``).
         ConfigError: bad options (library sources, batch sizes, devices, output column).
     """
     if batch_size < 1 or chunk_size < 1 or devices < 1:
@@ -277,7 +354,7 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
         raise ConfigError("--output-column must not be empty")
     loaded = load_checkpoint(checkpoint, task="fitness")
     started = time.perf_counter()
-    wild_type, offset = _resolve_reference(loaded, wt, offset, notation)
+    wild_type = _resolve_reference(loaded, wt)
     generated = saturation or combinatorial is not None
     if generated:
         notation, offset = mut.resolve_notation("proteingym", offset)
@@ -286,20 +363,20 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     source.chunks = itertools.chain([first], source.chunks)
     if output_column in first.columns:
         raise ConfigError(f"{source.name} already has a column {output_column!r}; choose another --output-column")
-    if notation == "auto" and not source.is_sequence:
-        try:
-            notation = mut.detect_notation(first[source.column].tolist())
-        except InputError as exc:
-            raise InputError(f"{source.name}: {exc}") from None
-    notation, offset = mut.resolve_notation("proteingym" if notation == "auto" else notation, offset)
-    applier = mut.applier(wild_type, notation, offset)
+    if source.is_sequence:
+        applier = mut.applier(wild_type, *mut.resolve_notation("proteingym" if notation == "auto" else notation, offset))
+    else:  # a wrong numbering or another protein is refused here, before anything is written
+        mutants = first[source.column].tolist()
+        applier = _choose_applier(mutants, notation, offset, wild_type, None if generated else library, loaded,
+                                  source.name)
+        _check_agreement(_mismatches(applier, mutants), len(first), source.name, applier, mutants)
     labels = [lab.get("family_id", str(lab)) if isinstance(lab, dict) else str(lab) for lab in loaded.labels]
 
     submit, pool = _prediction_backend(checkpoint, loaded.model, device, devices, batch_size)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=source.total, desc="score", unit="variant", disable=not progress)
-    counts = {"rows": 0, "scored": 0, "rejected": 0, "unique": 0}
+    counts = {"rows": 0, "scored": 0, "rejected": 0, "unique": 0, "mismatched": 0}
     rejects_file = rejects_path(out) if skip_invalid else None
 
     def write(job, writer) -> None:
@@ -321,6 +398,7 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
                 sequences, errors = _check_chunk(frame, source, applier, loaded.model.fixed_length)
                 if errors and not skip_invalid:
                     _raise_first(errors, frame, source, applier)
+                counts["mismatched"] += sum(_is_numbering_error(reason) for _, _, reason in errors)
                 if errors:
                     reject_writer.write(pd.DataFrame([(int(frame.index[r]), t, why) for r, t, why in errors],
                                                      columns=list(REJECT_COLUMNS)))
@@ -337,6 +415,10 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
                     write(in_flight.popleft(), writer)
             while in_flight:
                 write(in_flight.popleft(), writer)
+            _check_agreement(counts["mismatched"], counts["rows"], source.name, applier, [])
+            if counts["rows"] and not counts["scored"]:
+                raise InputError(f"{source.name}: none of its {counts['rows']:,} rows could be scored (see the "
+                                 "reasons without --skip-invalid); nothing was written")
             if reject_writer is not None and reject_writer.rows == 0:
                 reject_writer.write(pd.DataFrame(columns=list(REJECT_COLUMNS)))
     finally:
