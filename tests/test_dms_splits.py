@@ -1,4 +1,5 @@
-"""DMS splits: the published nn4dms index files and the three seeded splits, on real tables."""
+"""DMS splits: the published nn4dms index files and the three seeded splits, on real tables (the
+repository's subsets in tests/data/nn4dms)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from protlc.dms.splits import mutational_split, positional_split, published_spli
 from protlc.dms.tables import NUM_MUTATIONS, POSITIONS
 from protlc.errors import ConfigError, InputError
 
-NN4DMS_SIZES = {  # (rows, train, tune, test) of the nn4dms main split
-    "avgfp": (54024, 43758, 4863, 5403),
-    "bgl3": (26653, 21588, 2399, 2666),
-    "pab1": (40852, 33089, 3677, 4086),
+NN4DMS_SIZES = {  # (rows, train, tune, test) of the nn4dms main split restricted to the tests/data subsets
+    "avgfp": (541, 437, 50, 54),
+    "bgl3": (267, 212, 25, 30),
+    "pab1": (1022, 816, 103, 103),
 }
 
 
@@ -35,8 +36,8 @@ def test_published_split_rejects_bad_index_files(nn4dms, tmp_path):
     source = nn4dms / "pab1" / "splits_main"
     for name in ("train.txt", "tune.txt", "stest.txt"):
         (tmp_path / name).write_text((source / name).read_text())
-    with pytest.raises(InputError, match="outside the table's 40000 rows"):
-        published_split(tmp_path, n_rows=40000)
+    with pytest.raises(InputError, match="outside the table's 1000 rows"):
+        published_split(tmp_path, n_rows=1000)
     (tmp_path / "tune.txt").write_text((source / "stest.txt").read_text().split("\n", 1)[0] + "\n")
     with pytest.raises(InputError, match="is in both tune.txt and stest.txt"):
         published_split(tmp_path)
@@ -55,7 +56,7 @@ def test_random_split_sizes_and_seeds(pab1):
     n = len(pab1)
     split = random_split(n, seed=7)
     _assert_partition(split, n)
-    assert split.sizes() == {"train": n - 4085 - 3677, "tune": 3677, "test": 4085}
+    assert n == 1022 and split.sizes() == {"train": n - 102 - 92, "tune": 92, "test": 102}
     assert np.array_equal(random_split(n, seed=7).test, split.test)
     assert not np.array_equal(random_split(n, seed=8).test, split.test)
     assert np.array_equal(random_split(n, seed=np.random.default_rng(7)).test, split.test)
@@ -71,7 +72,7 @@ def test_mutational_split_extrapolates_to_more_mutations(pab1):
     _assert_partition(split, len(pab1))
     assert counts[split.train].max() == 1 and counts[split.tune].max() == 1
     assert counts[split.test].min() == 2
-    assert split.sizes()["test"] == 39608 and split.sizes()["tune"] == round(0.1 * 1244)
+    assert split.sizes()["test"] == 990 and split.sizes()["tune"] == round(0.1 * 32)
     with pytest.raises(ConfigError, match="test part is empty"):
         mutational_split(counts, k=2, seed=0)
 

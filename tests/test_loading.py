@@ -8,8 +8,8 @@ from protlc.data.loading import EncodedSequences, LengthBucketSampler, padding_f
 
 
 @pytest.fixture(scope="module")
-def tiny_family_rows(shared_or_embedded_tsv):
-    df = pd.read_csv(shared_or_embedded_tsv, sep="\t")
+def tiny_family_rows(exthomfam_tiny32_tsv):
+    df = pd.read_csv(exthomfam_tiny32_tsv, sep="\t")
     return df.iloc[:600]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -152,12 +153,10 @@ def test_mixing_fixed_and_free_splits(embedded_dir, tmp_path):
     assert result.exit_code != 0 and "cannot mix inputs with fixed splits" in result.output
 
 
-def test_concatenated_shared_seeds(shared_dir, tmp_path):
-    """The 18 real Pfam seeds of ../shared/data concatenated into one Stockholm file."""
-    seeds = sorted((shared_dir / "pfam" / "stockholm_seeds").glob("*/*"))
-    seeds = [p for p in seeds if p.suffix in (".sto", ".sth") or p.name.endswith(".seed.txt")]
+def test_concatenated_seeds(pfam_seed_files, tmp_path):
+    """18 real Pfam seeds (Biopython's and HMMER's test files) concatenated into one Stockholm file."""
     joined = tmp_path / "seeds.sto"
-    joined.write_bytes(b"".join(p.read_bytes() for p in seeds))
+    joined.write_bytes(b"".join(p.read_bytes() for p in pfam_seed_files))
     for out in ("a", "b"):
         result = run(joined, "--out", tmp_path / out, "--label-noise", "0.4", "--crop-noise", "0.5")
         assert result.exit_code == 0, result.output
@@ -166,12 +165,20 @@ def test_concatenated_shared_seeds(shared_dir, tmp_path):
     assert manifest["num_classes"] == 18 and sum(manifest["counts"].values()) == 426
 
 
-def test_full_exthomfam(shared_dir, tmp_path):
-    """123,465 real sequences, symmetric noise 0.4 + cropping, twice (about 3 s)."""
-    source = shared_dir / "pfam" / "exthomfam.tsv.gz"
-    for out in ("a", "b"):
-        result = run(source, "--out", tmp_path / out, "--label-noise", "0.4", "--crop-noise", "0.5")
+def test_gzipped_tsv_gives_the_dataset_of_the_plain_one(embedded_dir, tmp_path):
+    """The embedded extHomFam sample (3,424 sequences, 107 families) gzipped, as the full extHomFam
+    table comes: symmetric noise 0.4 + cropping, twice; the same rows, labels and noise as from the plain
+    file. (The full 123,465-sequence table: benchmarks/check_full_data.py.)"""
+    plain = embedded_dir / "exthomfam_tiny32.tsv"
+    source = tmp_path / "exthomfam_tiny32.tsv.gz"
+    source.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    noise = ["--label-noise", "0.4", "--crop-noise", "0.5"]
+    for out, path in (("a", source), ("b", source), ("plain", plain)):
+        result = run(path, "--out", tmp_path / out, *noise)
         assert result.exit_code == 0, result.output
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
     manifest = check_noise_guarantees(tmp_path / "a", 0.4)
-    assert sum(manifest["counts"].values()) == 123465 and manifest["num_classes"] == 107
+    assert sum(manifest["counts"].values()) == 3424 and manifest["num_classes"] == 107
+    assert manifest["sources"][0]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    same = {name: digest for name, digest in digests(tmp_path / "a").items() if name != "manifest.json"}
+    assert same == {name: digest for name, digest in digests(tmp_path / "plain").items() if name != "manifest.json"}

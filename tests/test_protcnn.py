@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 
 import numpy as np
@@ -24,17 +23,6 @@ from protlc.model import (
 )
 
 TINY = get_preset("tiny")
-
-
-@pytest.fixture(scope="module")
-def sequences(shared_dir):
-    """Eight real domains from the tiny extHomFam sample (lengths 25-180), two with X/B/Z."""
-    with open(shared_dir / "pfam" / "exthomfam_tiny32.tsv", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    plain = [r["sequence"] for r in rows[:6]]
-    ambiguous = [r["sequence"] for r in rows if set(r["sequence"]) & set("XBZ")][:2]
-    assert len(ambiguous) == 2
-    return plain + ambiguous
 
 
 def batch(seqs, extra_padding=0):

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from protlc.model import protcnn
-from test_protcnn import batch, model, sequences, trained_like  # noqa: F401 (fixture)
+from test_protcnn import batch, model, trained_like
 
 
 @pytest.mark.parametrize("training", [False, True])
-def test_unpadded_batch_matches_the_masked_path(sequences, monkeypatch, training):  # noqa: F811
+def test_unpadded_batch_matches_the_masked_path(sequences, monkeypatch, training):
     tokens, mask = batch([s[:25] for s in sequences])  # every domain has >= 25 residues: no padding
     assert mask.all()
     fast, slow = (trained_like(model().double()).train(training) for _ in range(2))

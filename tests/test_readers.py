@@ -153,11 +153,9 @@ def test_stockholm_parse_error_names_the_line(embedded_dir, tmp_path):
         all_records(path)
 
 
-def test_shared_stockholm_seeds_each_parse(shared_dir):
-    seeds = sorted((shared_dir / "pfam" / "stockholm_seeds").glob("*/*"))
-    seeds = [p for p in seeds if p.suffix in (".sto", ".sth") or p.name.endswith(".seed.txt")]
-    assert len(seeds) == 18
-    for path in seeds:
+def test_real_stockholm_seeds_each_parse(pfam_seed_files):
+    assert len(pfam_seed_files) == 18
+    for path in pfam_seed_files:
         records = all_records(path)
         assert len(records) == len(AlignIO.read(path, "stockholm")), path
 

@@ -1,4 +1,6 @@
-"""Ridge baseline: equals ridge on the dense full one-hot; reproduces the nn4dms reference Pearson."""
+"""Ridge baseline: equals ridge on the dense full one-hot; clearly beats the mean predictor on the nn4dms main
+split of the repository's real Pab1 subset. (The nn4dms reference Pearsons on the full main splits of avGFP,
+Bgl3 and Pab1 are checked by benchmarks/check_full_data.py, which needs ../shared/data.)"""
 
 from __future__ import annotations
 
@@ -12,8 +14,6 @@ from protlc.dms.splits import Split, published_split
 from protlc.dms.tables import MUTATED_SEQUENCE, SCORE, load_dms_table, sequence_matrix
 from protlc.errors import InputError
 
-# docs/method.md §6: test Pearson of ridge on one-hot on the nn4dms main split.
-REFERENCE_PEARSON = {"avgfp": 0.824, "bgl3": 0.574, "pab1": 0.898}
 LETTERS = "ACDEFGHIKLMNPQRSTVWY*"
 
 
@@ -29,8 +29,8 @@ def test_matches_sklearn_ridge_on_the_full_one_hot(pab1, monkeypatch, dense_limi
     """Both solvers (eigendecomposition, LSQR) equal sklearn on the dense L x 21 one-hot of real Pab1 variants."""
     monkeypatch.setattr(ridge_module, "MAX_DENSE_FEATURES", dense_limit)
     rng = np.random.default_rng(0)
-    rows = rng.choice(len(pab1), size=1500, replace=False)
-    train, test = rows[:1200], rows[1200:]
+    rows = rng.choice(len(pab1), size=1000, replace=False)
+    train, test = rows[:800], rows[800:]
     sequences = pab1[MUTATED_SEQUENCE].to_numpy()
     scores = pab1[SCORE].to_numpy()
     wt = pab1.attrs["wild_type"]
@@ -47,8 +47,8 @@ def test_substitution_types_match_sklearn_with_type_count_columns(pab1, monkeypa
     """substitution_types=True equals sklearn ridge on the full one-hot plus one count column per
     substitution type (wild-type letter -> mutant letter) seen in training, on real Pab1 variants."""
     monkeypatch.setattr(ridge_module, "MAX_DENSE_FEATURES", dense_limit)
-    rows = np.random.default_rng(1).choice(len(pab1), size=1500, replace=False)
-    train, test = rows[:1200], rows[1200:]
+    rows = np.random.default_rng(1).choice(len(pab1), size=1000, replace=False)
+    train, test = rows[:800], rows[800:]
     sequences = pab1[MUTATED_SEQUENCE].to_numpy()
     scores = pab1[SCORE].to_numpy()
     wt = pab1.attrs["wild_type"]
@@ -81,21 +81,24 @@ def _published(nn4dms, name):
     return ridge_baseline(frame.attrs["wild_type"], frame[MUTATED_SEQUENCE].tolist(), frame[SCORE].to_numpy(), split)
 
 
-def test_pab1_main_split_reproduces_reference(nn4dms):
+def test_pab1_main_split_beats_the_mean_predictor(nn4dms):
+    """Ridge on the published main split restricted to the 1,022 real Pab1 variants (816 train, 103 tune,
+    103 test). Measured: test Pearson 0.782, Spearman 0.827, MSE 0.39 x the training-mean predictor's.
+    Fitting on only 200 of the training rows gives 0.56, 0.58 and 0.68 x, failing all three bounds;
+    shuffled scores or misaligned predictions give a Pearson near 0."""
     result = _published(nn4dms, "pab1")
-    assert abs(result.test_pearson - REFERENCE_PEARSON["pab1"]) < 0.02, result
-    assert result.test_spearman > 0.85
-    assert len(result.test_predictions) == 4086
+    frame = load_dms_table(nn4dms / "pab1" / "pab1.tsv")
+    split = published_split(nn4dms / "pab1" / "splits_main", n_rows=len(frame))
+    scores = frame[SCORE].to_numpy()
+    measured = scores[split.test]
+    assert len(result.test_predictions) == len(split.test) == 103
+    assert result.test_pearson > 0.72, result
+    assert result.test_spearman > 0.75, result
+    mean_mse = np.mean((scores[split.train].mean() - measured) ** 2)
+    assert np.mean((result.test_predictions - measured) ** 2) < 0.55 * mean_mse, result
     metrics = result.metrics()
     assert metrics["ridge/test/pearson"] == result.test_pearson
     assert {"ridge/test/spearman", "ridge/alpha", "ridge/tune/pearson"} <= set(metrics)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["avgfp", "bgl3"])
-def test_avgfp_bgl3_main_splits_reproduce_reference(nn4dms, name):
-    result = _published(nn4dms, name)
-    assert abs(result.test_pearson - REFERENCE_PEARSON[name]) < 0.02, result
 
 
 def test_bad_inputs(pab1):

@@ -5,7 +5,7 @@
 Every fixture is cut from real sequences: the embedded Pfam seeds (data/pfam_seeds) and extHomFam
 sample (data/exthomfam_tiny32.tsv). The bad-input fixtures each carry exactly one defect. The one
 nucleotide sequence is the start of the avGFP coding sequence (Prasher et al. 1992), which translates
-to residues 1-54 of the avGFP wild type in ../shared/data/dms/nn4dms/wt_sequences.tsv.
+to residues 1-54 of the avGFP wild type in tests/data/nn4dms/wt_sequences.tsv.
 """
 
 from __future__ import annotations
