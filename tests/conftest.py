@@ -82,3 +82,110 @@ class CrashAtEpoch(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
             raise self.error("simulated kill")
+
+
+@pytest.fixture(scope="session")
+def crash_at_epoch() -> type[pl.Callback]:
+    """The :class:`CrashAtEpoch` callback class, for tests that kill a run."""
+    return CrashAtEpoch
+
+
+# ----------------------------------------------------------------------------------------------- classifier
+
+
+@pytest.fixture(scope="session")
+def noisy_dataset(tmp_path_factory, embedded_dir) -> Path:
+    """6 real Pfam families from the embedded sample, symmetric label noise 0.3 + crop noise (read-only)."""
+    import pandas as pd
+
+    from protlc.data.prepare import PrepareOptions, prepare_dataset
+
+    tmp = tmp_path_factory.mktemp("data")
+    df = pd.read_csv(embedded_dir / "exthomfam_16fam.tsv", sep="\t")
+    keep = sorted(df["family_id"].unique())[:6]
+    df[df["family_id"].isin(keep)].to_csv(tmp / "six.tsv", sep="\t", index=False)
+    out = tmp / "ds"
+    prepare_dataset([tmp / "six.tsv"], out, PrepareOptions(label_noise=0.3, crop_noise=0.2, seed=3), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(**overrides)``: a resolved training config for a 2-epoch run of the tiny network."""
+    from protlc.training.config import load_config
+
+    def make(**overrides) -> dict:
+        items = {"model.preset": "tiny", "trainer.max_epochs": 2, "data.batch_size": 16, "dynamics.every_n_steps": 4,
+                 "optim.warmup_steps": 2, "trainer.log_every_n_steps": 2, **overrides}
+        return load_config([], [f"{k}={v}" for k, v in items.items()])
+
+    return make
+
+
+# ----------------------------------------------------------------------------------------------- fitness
+
+@pytest.fixture(scope="session")
+def pab1_wild_type(nn4dms) -> tuple[str, int]:
+    """``(wild type, wt_offset)`` of Pab1, read from nn4dms' wt_sequences.tsv."""
+    import pandas as pd
+
+    table = pd.read_csv(nn4dms / "wt_sequences.tsv", sep="\t").set_index("dataset")
+    return table.loc["pab1", "wt_aa"], int(table.loc["pab1", "wt_offset"])
+
+
+@pytest.fixture(scope="session")
+def dms_tiny_config():
+    """``dms_tiny_config(*overrides)``: a resolved train-dms config for a 2-epoch run of a tiny head
+    (``dms_tiny_config.overrides``: its settings as ``KEY=VALUE`` strings)."""
+    from protlc.training.fitness_run import load_dms_config
+
+    tiny = ["model.preset=tiny", "model.filters=16", "model.dilations=[1, 2]", "head.channels=2", "head.hidden=16",
+            "trainer.max_epochs=2", "data.batch_size=64", "trainer.log_every_n_steps=5", "trainer.progress_bar=false"]
+
+    def make(*extra: str) -> dict:
+        return load_dms_config(overrides=[*tiny, *extra])
+
+    make.overrides = tiny  # the same settings as --set options, for CLI tests
+    return make
+
+
+@pytest.fixture(scope="session")
+def classifier_checkpoint():
+    """``classifier_checkpoint(path, num_classes=3)``: writes a Pfam-classifier-shaped checkpoint (random
+    weights, stamped as `protlc train` stamps it) and returns its dict."""
+    import torch
+
+    from protlc.model import ProtCNNClassifier, get_preset
+    from protlc.model.checkpoint import stamp
+
+    def make(path, num_classes: int = 3) -> dict:
+        config = get_preset("tiny").to_dict()
+        model = ProtCNNClassifier(get_preset("tiny"), num_classes, generator=torch.Generator().manual_seed(5))
+        labels = [{"family_id": f"FAM{i}", "family_accession": None} for i in range(num_classes)]
+        ckpt = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"model_config": config, "labels": labels, "config": {"seed": 0}}}
+        stamp(ckpt, "classify")
+        torch.save(ckpt, path)
+        return ckpt
+
+    return make
+
+
+# ----------------------------------------------------------------------------------------------- figures
+
+
+@pytest.fixture(scope="session")
+def figure_content():
+    """``figure_content(png) -> (width, height, ink, colours)``: pixel size, the share of pixels that are not
+    background white, and the number of distinct colours, so a test can tell a drawn figure from a blank one."""
+    import matplotlib.image
+    import numpy as np
+
+    def measure(path: Path) -> tuple[int, int, float, int]:
+        pixels = matplotlib.image.imread(path)[..., :3]
+        height, width = pixels.shape[:2]
+        ink = float(np.mean(pixels.min(axis=2) < 0.95))
+        colours = len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0))
+        return width, height, ink, colours
+
+    return measure

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import CrashAtEpoch
 
 from protlc.cli import cli
 from protlc.errors import CheckpointError, ConfigError, InputError
@@ -22,14 +21,6 @@ from protlc.training.fitness_run import DMS_DEFAULTS, load_dms_config, train_dms
 
 PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"
 PAB1_OFFSET = 126
-TINY = ["model.preset=tiny", "model.filters=16", "model.dilations=[1, 2]", "head.channels=2", "head.hidden=16",
-        "trainer.max_epochs=2", "data.batch_size=64", "trainer.log_every_n_steps=5", "trainer.progress_bar=false"]
-
-
-def tiny_config(*extra: str) -> dict:
-    return load_dms_config(overrides=[*TINY, *extra])
-
-
 @pytest.fixture(scope="module")
 def pab1_subset(nn4dms):
     """1,022 real Pab1 variants (every 40th row of nn4dms' pab1.tsv) in nn4dms notation."""
@@ -37,9 +28,9 @@ def pab1_subset(nn4dms):
 
 
 @pytest.fixture(scope="module")
-def run_dir(pab1_subset, tmp_path_factory):
+def run_dir(pab1_subset, tmp_path_factory, dms_tiny_config):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train_dms(pab1_subset, out, PAB1_WT, tiny_config(), offset=PAB1_OFFSET, seed=3)
+    train_dms(pab1_subset, out, PAB1_WT, dms_tiny_config(), offset=PAB1_OFFSET, seed=3)
     return out
 
 
@@ -79,29 +70,17 @@ def test_checkpoint_loads_safely_and_reproduces_test_predictions(run_dir, pab1_s
     np.testing.assert_allclose(test["measured"], table["score"].iloc[test["row"]].to_numpy())
 
 
-def test_same_seed_gives_identical_predictions(run_dir, pab1_subset, tmp_path):
-    train_dms(pab1_subset, tmp_path / "again", PAB1_WT, tiny_config(), offset=PAB1_OFFSET, seed=3)
+def test_same_seed_gives_identical_predictions(run_dir, pab1_subset, tmp_path, dms_tiny_config):
+    train_dms(pab1_subset, tmp_path / "again", PAB1_WT, dms_tiny_config(), offset=PAB1_OFFSET, seed=3)
     first = pd.read_csv(run_dir / "test_predictions.csv")
     second = pd.read_csv(tmp_path / "again" / "test_predictions.csv")
     np.testing.assert_array_equal(first["predicted"].to_numpy(), second["predicted"].to_numpy())
 
 
-def _classifier_checkpoint(path, num_classes: int = 3) -> dict:
-    """A Pfam-classifier-shaped checkpoint (random weights) as `protlc train` stamps it."""
-    config = get_preset("tiny").to_dict()
-    model = ProtCNNClassifier(get_preset("tiny"), num_classes, generator=torch.Generator().manual_seed(5))
-    labels = [{"family_id": f"FAM{i}", "family_accession": None} for i in range(num_classes)]
-    ckpt = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-            "hyper_parameters": {"model_config": config, "labels": labels, "config": {"seed": 0}}}
-    stamp(ckpt, "classify")
-    torch.save(ckpt, path)
-    return ckpt
-
-
-def test_transfer_keeps_the_frozen_family_classifier(pab1_subset, tmp_path):
-    pfam = _classifier_checkpoint(tmp_path / "pfam.ckpt")
+def test_transfer_keeps_the_frozen_family_classifier(pab1_subset, tmp_path, dms_tiny_config, classifier_checkpoint):
+    pfam = classifier_checkpoint(tmp_path / "pfam.ckpt")
     out = tmp_path / "transfer"
-    metrics = train_dms(pab1_subset, out, PAB1_WT, tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET,
+    metrics = train_dms(pab1_subset, out, PAB1_WT, dms_tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET,
                         init=tmp_path / "pfam.ckpt")
     assert metrics["transfer"] is True
     loaded = load_checkpoint(out / "checkpoints" / "last.ckpt", task="fitness")
@@ -115,14 +94,14 @@ def test_transfer_keeps_the_frozen_family_classifier(pab1_subset, tmp_path):
     assert encoder_changed  # the encoder itself was fine-tuned
 
 
-def test_init_refuses_a_fitness_checkpoint(run_dir, pab1_subset, tmp_path):
+def test_init_refuses_a_fitness_checkpoint(run_dir, pab1_subset, tmp_path, dms_tiny_config):
     with pytest.raises(CheckpointError, match="family classifier"):
-        train_dms(pab1_subset, tmp_path / "x", PAB1_WT, tiny_config(), offset=PAB1_OFFSET,
+        train_dms(pab1_subset, tmp_path / "x", PAB1_WT, dms_tiny_config(), offset=PAB1_OFFSET,
                   init=run_dir / "checkpoints" / "best.ckpt")
 
 
-def test_build_fitness_model_refuses_classifier_hparams(tmp_path):
-    ckpt = _classifier_checkpoint(tmp_path / "pfam.ckpt")
+def test_build_fitness_model_refuses_classifier_hparams(tmp_path, classifier_checkpoint):
+    ckpt = classifier_checkpoint(tmp_path / "pfam.ckpt")
     with pytest.raises(CheckpointError, match="no fitness regression head"):
         build_fitness_model(ckpt["hyper_parameters"], ckpt["state_dict"])
 
@@ -140,9 +119,9 @@ def test_positional_head_refuses_other_lengths_and_pooled_head_takes_any():
 
 
 @pytest.mark.parametrize("split,extra", [("mutational", "split.mutational_k=1"), ("positional", None)])
-def test_other_splits_run(pab1_subset, tmp_path, split, extra):
+def test_other_splits_run(pab1_subset, tmp_path, split, extra, dms_tiny_config):
     """(The default random split is the one of ``run_dir``.)"""
-    config = tiny_config("trainer.max_epochs=1", *([extra] if extra else []))
+    config = dms_tiny_config("trainer.max_epochs=1", *([extra] if extra else []))
     metrics = train_dms(pab1_subset, tmp_path / split, PAB1_WT, config, offset=PAB1_OFFSET, split=split)
     assert metrics["split/test"] > 0 and math.isfinite(metrics["ridge/test/pearson"])
 
@@ -174,9 +153,9 @@ def test_cli_bad_config_values_fail_in_one_line(pab1_subset, tmp_path, override,
     assert not run.exists()
 
 
-def test_cli_trains_and_reports(pab1_subset, tmp_path):
+def test_cli_trains_and_reports(pab1_subset, tmp_path, dms_tiny_config):
     result = _invoke("train-dms", pab1_subset, "--wt", PAB1_WT, "--offset", PAB1_OFFSET, "--out", tmp_path / "cli",
-                     "--max-epochs", 1, *sum((["--set", o] for o in TINY if "max_epochs" not in o), []))
+                     "--max-epochs", 1, *sum((["--set", o] for o in dms_tiny_config.overrides if "max_epochs" not in o), []))
     assert result.exit_code == 0, result.output
     assert '"test/pearson"' in result.output and '"ridge/test/pearson"' in result.output
 
@@ -212,21 +191,21 @@ def test_cli_errors_are_one_line(pab1_subset, tmp_path, case):
         assert not (out / "final_metrics.json").exists()
 
 
-def test_errors_have_the_right_types(pab1_subset, tmp_path):
+def test_errors_have_the_right_types(pab1_subset, tmp_path, dms_tiny_config):
     with pytest.raises(InputError):
-        train_dms(pab1_subset, tmp_path / "a", PAB1_WT, tiny_config(), offset=0)
+        train_dms(pab1_subset, tmp_path / "a", PAB1_WT, dms_tiny_config(), offset=0)
     with pytest.raises(ConfigError, match="split.kind"):
-        train_dms(pab1_subset, tmp_path / "b", PAB1_WT, tiny_config(), offset=PAB1_OFFSET, split="sideways")
+        train_dms(pab1_subset, tmp_path / "b", PAB1_WT, dms_tiny_config(), offset=PAB1_OFFSET, split="sideways")
 
 
-def test_additive_run_starts_from_ridge_with_types_and_reports_both(pab1_subset, tmp_path):
+def test_additive_run_starts_from_ridge_with_types_and_reports_both(pab1_subset, tmp_path, dms_tiny_config):
     """train-dms with head.additive=ridge: the baseline stays the plain ridge, the start (reported as
     additive_start/...) is ridge with substitution types, both on the run's own split."""
     from protlc.dms.ridge import ridge_baseline
     from protlc.dms.splits import random_split
     from protlc.dms.tables import load_dms_table
 
-    config = tiny_config("head.additive=ridge", "trainer.max_epochs=1")
+    config = dms_tiny_config("head.additive=ridge", "trainer.max_epochs=1")
     metrics = train_dms(pab1_subset, tmp_path / "run", PAB1_WT, config, offset=PAB1_OFFSET, seed=3)
     frame = load_dms_table(pab1_subset, PAB1_WT, offset=PAB1_OFFSET)
     split = random_split(len(frame), seed=0)  # the config's split seed, independent of the training seed
@@ -240,7 +219,7 @@ def test_additive_run_starts_from_ridge_with_types_and_reports_both(pab1_subset,
 
 
 @pytest.mark.parametrize("substitution_types", [False, True])
-def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset, substitution_types):
+def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset, substitution_types, dms_tiny_config):
     """The additive term of head.additive=ridge starts at exactly the ridge predictions (real Pab1 variants),
     also with the substitution-type columns it uses in train-dms."""
     from protlc.data.loading import EncodedSequences
@@ -253,7 +232,7 @@ def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset, substituti
     split = random_split(len(frame), seed=1)
     sequences, scores = frame["mutated_sequence"].to_numpy(), frame["score"].to_numpy()
     ridge = ridge_baseline(PAB1_WT, sequences, scores, split, substitution_types=substitution_types)
-    config = tiny_config("head.additive=ridge")
+    config = dms_tiny_config("head.additive=ridge")
     config["dms"].update(notation="nn4dms", offset=PAB1_OFFSET)
     module = _build_module(config, PAB1_WT, scores[split.train])
     module.start_from_additive(*ridge_effects(ridge.model, ridge.alpha))
@@ -266,14 +245,14 @@ def test_additive_start_reproduces_the_ridge_fit_exactly(pab1_subset, substituti
         FitnessModel(get_preset("tiny").to_dict(), {"kind": "pooled", "additive": "ridge"}, length=75)
 
 
-def test_resume_reaches_the_uninterrupted_result(pab1_subset, tmp_path):
+def test_resume_reaches_the_uninterrupted_result(pab1_subset, tmp_path, dms_tiny_config, crash_at_epoch):
     # dropout draws from the global RNG, which Lightning's checkpoint does not carry: without dropout a
     # resumed run must land exactly where the uninterrupted one does.
-    config = tiny_config("trainer.max_epochs=3", "head.dropout=0.0", "early_stopping.patience=10")
+    config = dms_tiny_config("trainer.max_epochs=3", "head.dropout=0.0", "early_stopping.patience=10")
     first = train_dms(pab1_subset, tmp_path / "a", PAB1_WT, config, offset=PAB1_OFFSET, seed=3)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train_dms(pab1_subset, tmp_path / "b", PAB1_WT, config, offset=PAB1_OFFSET, seed=3,
-                  extra_callbacks=[CrashAtEpoch(2)])
+                  extra_callbacks=[crash_at_epoch(2)])
     assert (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "b" / "final_metrics.json").exists()
     resumed = train_dms(pab1_subset, tmp_path / "b", PAB1_WT, config, offset=PAB1_OFFSET, seed=3, resume=True)

@@ -11,12 +11,11 @@ from click.testing import CliRunner
 
 from protlc.cli import cli
 from protlc.training.run import train
-from test_train import noisy_dataset, tiny_config  # noqa: F401  (fixture)
 
 
 
 @pytest.fixture(scope="module")
-def run_dir(noisy_dataset, tmp_path_factory) -> Path:  # noqa: F811
+def run_dir(noisy_dataset, tmp_path_factory, tiny_config) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run"
     train(noisy_dataset, out, tiny_config(**{"loss.name": "proselflc_at", "trainer.max_epochs": 3}))
     return out
@@ -26,7 +25,7 @@ def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def test_predict_fasta_to_csv_and_parquet_keeps_order(run_dir, noisy_dataset, tmp_path):  # noqa: F811
+def test_predict_fasta_to_csv_and_parquet_keeps_order(run_dir, noisy_dataset, tmp_path):
     test = pd.read_parquet(noisy_dataset / "test.parquet").head(7)
     fasta = tmp_path / "q.fasta"
     fasta.write_text("".join(f">{n} some description\n{s[:40]}\n{s[40:]}\n" for n, s in zip(test.sequence_name, test.sequence)))
@@ -70,7 +69,7 @@ def test_predict_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path, con
     (("--device", "meta"), "--device meta: protlc runs on cpu, cuda or mps"),
     (("--batch-size", "0"), "--batch-size must be >= 1, got 0"),
 ])
-def test_bad_device_or_batch_size_is_one_line(run_dir, noisy_dataset, tmp_path, command, option, message):  # noqa: F811
+def test_bad_device_or_batch_size_is_one_line(run_dir, noisy_dataset, tmp_path, command, option, message):
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     inputs = [noisy_dataset / "test.parquet"] if command == "predict" else []
     out = tmp_path / "out.csv"
@@ -91,7 +90,7 @@ def test_predict_refuses_missing_or_foreign_checkpoints(tmp_path):
     assert result.exit_code == 3 and "not a readable checkpoint" in result.output
 
 
-def test_audit_lists_disputed_labels_with_precision_and_recall(run_dir, noisy_dataset, tmp_path):  # noqa: F811
+def test_audit_lists_disputed_labels_with_precision_and_recall(run_dir, noisy_dataset, tmp_path):
     out = tmp_path / "audit.csv"
     result = invoke("audit", run_dir / "checkpoints" / "last.ckpt", "--out", out)
     assert result.exit_code == 0, result.output

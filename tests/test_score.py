@@ -20,7 +20,8 @@ from protlc.model.checkpoint import load_checkpoint
 from protlc.training.fitness_run import train_dms
 from protlc.inference import model_outputs
 
-from test_fitness import PAB1_OFFSET, PAB1_WT, _classifier_checkpoint, tiny_config
+PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"  # nn4dms wt_sequences.tsv
+PAB1_OFFSET = 126
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,11 @@ def pab1_rows(pab1_table):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(pab1_table, pab1_rows, tmp_path_factory):
+def checkpoint(pab1_table, pab1_rows, tmp_path_factory, dms_tiny_config):
     """A tiny fitness model trained for one epoch on the 722 other real Pab1 variants."""
     root = tmp_path_factory.mktemp("score")
     pab1_table.drop(index=pab1_rows.index).to_csv(root / "train.tsv", sep="\t", index=False)
-    train_dms(root / "train.tsv", root / "run", PAB1_WT, tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET)
+    train_dms(root / "train.tsv", root / "run", PAB1_WT, dms_tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET)
     return root / "run" / "checkpoints" / "last.ckpt"
 
 
@@ -181,18 +182,18 @@ def test_bad_options(checkpoint, pab1_rows, tmp_path):
     assert not (tmp_path / "o.csv").exists()
 
 
-def test_classifier_checkpoint_is_refused(pab1_rows, tmp_path):
-    _classifier_checkpoint(tmp_path / "pfam.ckpt")
+def test_classifier_checkpoint_is_refused(pab1_rows, tmp_path, classifier_checkpoint):
+    classifier_checkpoint(tmp_path / "pfam.ckpt")
     library, _ = _library(pab1_rows, tmp_path, duplicate=False)
     with pytest.raises(CheckpointError, match="needs a fitness model"):
         score_library(tmp_path / "pfam.ckpt", library, tmp_path / "o.csv", wt=PAB1_WT)
 
 
-def test_transfer_checkpoint_adds_family_columns(pab1_rows, tmp_path):
-    _classifier_checkpoint(tmp_path / "pfam.ckpt")
+def test_transfer_checkpoint_adds_family_columns(pab1_rows, tmp_path, dms_tiny_config, classifier_checkpoint):
+    classifier_checkpoint(tmp_path / "pfam.ckpt")
     table = tmp_path / "train.tsv"
     pab1_rows.to_csv(table, sep="\t", index=False)
-    train_dms(table, tmp_path / "run", PAB1_WT, tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET,
+    train_dms(table, tmp_path / "run", PAB1_WT, dms_tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET,
               init=tmp_path / "pfam.ckpt")
     score_library(tmp_path / "run" / "checkpoints" / "last.ckpt", table, tmp_path / "o.csv")
     scored = pd.read_csv(tmp_path / "o.csv")

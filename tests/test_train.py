@@ -13,10 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import CrashAtEpoch
 from tqdm import tqdm
 
-from protlc.data.prepare import PrepareOptions, prepare_dataset
 from protlc.errors import CheckpointError, ConfigError, TrainingInterrupted
 from protlc.model.checkpoint import load_checkpoint
 from protlc.training.config import load_config
@@ -26,29 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 TIMING_KEYS = ("time/", "gpu/")
 
 
-@pytest.fixture(scope="module")
-def noisy_dataset(tmp_path_factory) -> Path:
-    """6 real Pfam families from the embedded sample, symmetric label noise 0.3 + crop noise."""
-    tmp = tmp_path_factory.mktemp("data")
-    df = pd.read_csv(REPO / "data" / "exthomfam_16fam.tsv", sep="\t")
-    keep = sorted(df["family_id"].unique())[:6]
-    df[df["family_id"].isin(keep)].to_csv(tmp / "six.tsv", sep="\t", index=False)
-    out = tmp / "ds"
-    prepare_dataset([tmp / "six.tsv"], out, PrepareOptions(label_noise=0.3, crop_noise=0.2, seed=3), progress=False)
-    return out
-
-
-def tiny_config(**overrides) -> dict:
-    items = {"model.preset": "tiny", "trainer.max_epochs": 2, "data.batch_size": 16, "dynamics.every_n_steps": 4,
-             "optim.warmup_steps": 2, "trainer.log_every_n_steps": 2, **overrides}
-    return load_config([], [f"{k}={v}" for k, v in items.items()])
-
-
 def comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith(TIMING_KEYS)}
 
 
-def test_run_dir_holds_config_metrics_plots_and_safe_checkpoints(noisy_dataset, tmp_path):
+def test_run_dir_holds_config_metrics_plots_and_safe_checkpoints(noisy_dataset, tmp_path, tiny_config):
     run = tmp_path / "run"
     metrics = train(noisy_dataset, run, tiny_config(**{"loss.name": "proselflc_at"}))
     for name in ("config.yaml", "metrics.csv", "dynamics.csv", "final_metrics.json", "calibration.json",
@@ -74,7 +54,7 @@ def test_run_dir_holds_config_metrics_plots_and_safe_checkpoints(noisy_dataset, 
         load_checkpoint(run / "checkpoints" / "last.ckpt", task="fitness")
 
 
-def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(noisy_dataset, tmp_path):
+def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(noisy_dataset, tmp_path, tiny_config, crash_at_epoch):
     config = tiny_config(**{"trainer.max_epochs": 3})
     first = comparable(train(noisy_dataset, tmp_path / "a", config))
     again = comparable(train(noisy_dataset, tmp_path / "b", config))
@@ -82,7 +62,7 @@ def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(nois
 
     bars_before = set(tqdm._instances)
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(noisy_dataset, tmp_path / "c", config, extra_callbacks=[CrashAtEpoch(2)])
+        train(noisy_dataset, tmp_path / "c", config, extra_callbacks=[crash_at_epoch(2)])
     assert set(tqdm._instances) <= bars_before  # closed, or tqdm prints them again when Python exits
     assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "c" / "final_metrics.json").exists()
@@ -92,13 +72,13 @@ def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(nois
     assert logs[1]["step"].tolist() == logs[0]["step"].tolist()
 
 
-def test_ctrl_c_twice_then_resume_keeps_every_epoch_and_reaches_the_uninterrupted_result(noisy_dataset, tmp_path):
+def test_ctrl_c_twice_then_resume_keeps_every_epoch_and_reaches_the_uninterrupted_result(noisy_dataset, tmp_path, tiny_config, crash_at_epoch):
     config = tiny_config(**{"trainer.max_epochs": 3})
     whole = train(noisy_dataset, tmp_path / "whole", config)
     run = tmp_path / "run"
     for epoch, resume in ((1, False), (2, True)):
         with pytest.raises(TrainingInterrupted, match=f"interrupted at epoch {epoch}.*--resume"):
-            train(noisy_dataset, run, config, resume=resume, extra_callbacks=[CrashAtEpoch(epoch, KeyboardInterrupt)])
+            train(noisy_dataset, run, config, resume=resume, extra_callbacks=[crash_at_epoch(epoch, KeyboardInterrupt)])
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
         assert sorted(pd.read_csv(run / "metrics.csv")["epoch"].dropna().unique()) == list(range(epoch))
     assert comparable(train(noisy_dataset, run, config, resume=True)) == comparable(whole)
@@ -126,7 +106,7 @@ def test_sigterm_stops_the_command_with_a_resume_hint_and_status_130(noisy_datas
     assert not (run / "final_metrics.json").exists()
 
 
-def test_run_dir_guards(noisy_dataset, tmp_path):
+def test_run_dir_guards(noisy_dataset, tmp_path, tiny_config):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):
@@ -190,7 +170,7 @@ def test_dynamics_auto_spacing(noisy_dataset, tmp_path):
         assert callback.every == expected
 
 
-def test_dynamics_end_at_the_final_model_even_when_the_run_is_shorter_than_the_interval(noisy_dataset, tmp_path):
+def test_dynamics_end_at_the_final_model_even_when_the_run_is_shorter_than_the_interval(noisy_dataset, tmp_path, tiny_config):
     metrics = train(noisy_dataset, tmp_path / "run", tiny_config(**{"trainer.max_epochs": 1,
                                                                        "dynamics.every_n_steps": 10_000}))
     dynamics = pd.read_csv(tmp_path / "run" / "dynamics.csv")

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_classify_exthomfam_runs_the_three_runs_the_audits_and_the_figure(tmp_path):
+def test_classify_exthomfam_runs_the_three_runs_the_audits_and_the_figure(tmp_path, figure_content):
     env = {**os.environ, "PROTLC_EXTHOMFAM": str(REPO / "data" / "exthomfam_16fam.tsv"),
            "PROTLC": f"{sys.executable} -m protlc", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(["bash", str(REPO / "workflows" / "classify_exthomfam.sh"), str(tmp_path), "tiny", "cpu",
@@ -26,7 +26,8 @@ def test_classify_exthomfam_runs_the_three_runs_the_audits_and_the_figure(tmp_pa
     summary = json.loads((tmp_path / f"summary-{tag}.json").read_text())
     assert sorted(summary) == [f"{tag}-clean-cce", f"{tag}-r40-cce", f"{tag}-r40-proselflc_at"]
     assert "precision" in summary[f"{tag}-r40-proselflc_at"]["audit"]
-    assert (tmp_path / f"dynamics-r40-{tag}.png").stat().st_size > 0
+    width, height, ink, colours = figure_content(tmp_path / f"dynamics-r40-{tag}.png")
+    assert width >= 800 and height >= 400 and ink > 0.02 and colours > 10  # panels with curves, not a blank page
     configs = {run: yaml.safe_load((tmp_path / f"{tag}-{run}" / "config.yaml").read_text())
                for run in ("clean-cce", "r40-cce", "r40-proselflc_at")}
     assert {run: c["optim"]["lr"] for run, c in configs.items()} == dict.fromkeys(configs, 0.002)
