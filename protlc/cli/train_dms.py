@@ -18,9 +18,9 @@ Mutant notations (--notation auto picks one from the table):
   or no mutant column and a full mutated_sequence column.
 
 \b
-Example (nn4dms main split of Pab1, wild type and offset from wt_sequences.tsv):
-  protlc train-dms ../shared/data/dms/nn4dms/pab1/pab1.tsv \\
-      --splits ../shared/data/dms/nn4dms/pab1/splits_main --out runs/pab1
+Example (a real Pab1 subset in the nn4dms layout; wild type and offset from wt_sequences.tsv):
+  protlc train-dms tests/data/nn4dms/pab1/pab1.tsv \\
+      --splits tests/data/nn4dms/pab1/splits_main --out runs/pab1
 """
 
 
