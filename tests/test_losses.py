@@ -206,20 +206,62 @@ def test_dm_loss_and_gradient():
     out = build_loss("dm", 3, beta=8.0, lam=1.0)(logits, labels, 1, 10)
     # p_y = [0.665241, 0.017148]; exponents 8·p(1-p) -> w = [0.838449, 0.161551]
     _close(out.weights, [0.8384490429, 0.1615509571])
-    assert out.loss.item() == pytest.approx(0.9986042667, abs=1e-5)
+    # Σ_i w_i CE_i / (2 (1 - p_i)) with CE = [0.407606, 4.065884]
+    assert out.loss.item() == pytest.approx(0.8446057032, abs=1e-5)
     assert out.epsilon is None and not out.weights.requires_grad
     out.loss.backward()
     p = torch.softmax(logits.detach(), dim=-1)
     y = torch.nn.functional.one_hot(labels, 3).float()
-    torch.testing.assert_close(logits.grad, out.weights[:, None] * (p - y), **TOL)
+    p_y = p[[0, 1], labels]
+    torch.testing.assert_close(logits.grad, (out.weights / (2 * (1 - p_y)))[:, None] * (p - y), **TOL)
+    _close(logits.grad.abs().sum(-1), out.weights.tolist())
 
 
-def test_dm_with_uniform_weights_equals_cce():
-    logits = _logits([Z, [0.0, 3.0, -1.0]])
+def test_dm_with_uniform_weights_gives_every_example_the_same_update_size():
+    logits = _logits([Z, [0.0, 3.0, -1.0]], requires_grad=True)
     labels = torch.tensor([0, 2])
-    dm = build_loss("dm", 3, beta=0.0)(logits, labels, 1, 10).loss
-    cce = build_loss("cce", 3)(logits, labels, 1, 10).loss
-    assert dm.item() == pytest.approx(cce.item())
+    out = build_loss("dm", 3, beta=0.0)(logits, labels, 1, 10)
+    assert out.loss.item() == pytest.approx(1.3386078523, abs=1e-5)  # mean_i CE_i / (2 (1 - p_i))
+    out.loss.backward()
+    cce_logits = _logits([Z, [0.0, 3.0, -1.0]], requires_grad=True)
+    build_loss("cce", 3)(cce_logits, labels, 1, 10).loss.backward()
+    _close(logits.grad.abs().sum(-1), [0.5, 0.5])  # 1/B each, in CCE's direction
+    _close(logits.grad / logits.grad.abs().sum(-1, keepdim=True),
+           (cce_logits.grad / cce_logits.grad.abs().sum(-1, keepdim=True)).tolist())
+
+
+def _logits_with_p_y(p_y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Logits ``(len(p_y), C)`` whose softmax gives class 0 probability p_y, the rest equal shares."""
+    rest = ((1 - p_y) / (num_classes - 1)).log()
+    return torch.stack([p_y.log()] + [rest] * (num_classes - 1), dim=1).float()
+
+
+@pytest.mark.parametrize("beta, lam", [(8.0, 1.0), (8.0, 2.0), (8.0, 0.5), (2.0, 1.0), (24.0, 4.0)])
+def test_dm_update_size_is_the_weight_and_peaks_at_emphasis_mode(beta, lam):
+    """Wang et al.'s DM: example i's logit gradient has L1 norm w_i, so the largest update is at ψ.
+
+    Σ_i w_i CE_i instead gives norm 2 (1 - p_i) w_i, peaking at p ≈ 0.40 for (β 8, λ 1), 0.50 for (8, 2).
+    """
+    grid = torch.linspace(0.005, 0.995, 199, dtype=torch.float64)  # step 0.005
+    logits = _logits_with_p_y(grid, 5).requires_grad_(True)
+    loss_fn = build_loss("dm", 5, beta=beta, lam=lam)
+    out = loss_fn(logits, torch.zeros(len(grid), dtype=torch.long), 1, 10)
+    out.loss.backward()
+    size = logits.grad.abs().sum(-1)  # L1 norm of each example's logit gradient
+    assert loss_fn.emphasis_mode == pytest.approx(lam / (lam + 1))
+    assert grid[size.argmax()].item() == pytest.approx(loss_fn.emphasis_mode, abs=0.005)
+    torch.testing.assert_close(size, out.weights, rtol=1e-4, atol=1e-9)  # float32 logits
+    torch.testing.assert_close(size.sum(), torch.tensor(1.0), rtol=0, atol=1e-5)  # batch-normalised
+
+
+def test_dm_update_stays_finite_for_confident_examples():
+    logits = _logits([[30.0, 0.0, 0.0], [12.0, 0.0, 0.0], Z], requires_grad=True)  # p_y -> 1 (float32: 1)
+    out = build_loss("dm", 3)(logits, torch.tensor([0, 0, 0]), 1, 10)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and torch.isfinite(logits.grad).all()
+    size = logits.grad.abs().sum(-1)
+    assert (size <= out.weights * (1 + 1e-5)).all()
+    assert size[2].item() == pytest.approx(out.weights[2].item(), rel=1e-5)
 
 
 # ---- registry and validation ------------------------------------------------------------------

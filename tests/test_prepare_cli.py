@@ -91,8 +91,51 @@ def test_filters(embedded_dir, tmp_path):
     assert summary.families_dropped > 0
     for split in col.SPLITS:
         assert store.read_split(tmp_path / "f", split)[col.LENGTH].max() <= 120
+    assert store.read_manifest(tmp_path / "f")["filters"]["too_long"]["dropped"] is None  # before the split
     truncated = prepare_dataset([source], tmp_path / "t", PrepareOptions(max_length=120, too_long="truncate"))
     assert sum(truncated.counts.values()) == 512 and truncated.too_long == summary.too_long
+    assert sum(truncated.too_long_splits["truncated"].values()) + sum(truncated.too_long_splits["kept_whole"].values()) \
+        == summary.too_long
+
+
+def test_truncate_cuts_the_training_split_only(embedded_dir, tmp_path):
+    """The reference study cut only the training proteins; dev/test keep theirs whole, and the split is the
+    one without --max-length (truncation happens after it)."""
+    source, limit = embedded_dir / "exthomfam_tiny32.tsv", 200
+    assert run(source, "--out", tmp_path / "whole").exit_code == 0
+    result = run(source, "--out", tmp_path / "cut", "--max-length", limit, "--too-long", "truncate", "--crop-noise", "0.5")
+    assert result.exit_code == 0, result.output
+    long_counts = {}
+    for split in col.SPLITS:
+        whole, cut = store.read_split(tmp_path / "whole", split), store.read_split(tmp_path / "cut", split)
+        assert cut[col.SEQUENCE_NAME].tolist() == whole[col.SEQUENCE_NAME].tolist()  # same split, same order
+        long_counts[split] = int((whole[col.LENGTH] > limit).sum())
+        if split == "train":
+            assert cut[col.LENGTH].max() <= limit and cut[col.CROP_END].max() <= limit
+            uncropped = (cut[col.CROP_START] == 0) & (cut[col.CROP_END] == whole[col.LENGTH].clip(upper=limit))
+            assert (cut[col.SEQUENCE][uncropped] == [s[:limit] for s in whole[col.SEQUENCE][uncropped]]).all()
+        else:
+            assert cut[col.SEQUENCE].tolist() == whole[col.SEQUENCE].tolist()  # kept whole
+    assert long_counts["train"] > 0 and long_counts["dev"] > 0 and long_counts["test"] > 0
+    manifest = store.read_manifest(tmp_path / "cut")
+    check_noise_guarantees(tmp_path / "cut", 0.0)
+    assert manifest["filters"]["too_long"] == {
+        "policy": "truncate", "max_length": limit, "truncated": {"train": long_counts["train"], "dev": 0, "test": 0},
+        "kept_whole": {"train": 0, "dev": long_counts["dev"], "test": long_counts["test"]},
+        "dropped": {"train": 0, "dev": 0, "test": 0}}
+    assert manifest["filters"]["too_long_sequences"] == sum(long_counts.values())
+    assert (f"{long_counts['train']} train sequences truncated, {long_counts['dev']} dev and "
+            f"{long_counts['test']} test kept whole") in result.output
+
+
+def test_drop_too_long_records_dropped_per_given_split(tmp_path):
+    result = run(FIXTURES / "protcnn_mini", "--out", tmp_path / "pc", "--max-length", 300)
+    assert result.exit_code == 0, result.output
+    too_long = store.read_manifest(tmp_path / "pc")["filters"]["too_long"]
+    assert too_long["dropped"] == {"train": 11, "dev": 1, "test": 1}  # the shards' rows over 300 residues
+    assert too_long["truncated"] == too_long["kept_whole"] == {"train": 0, "dev": 0, "test": 0}
+    for split in col.SPLITS:
+        assert store.read_split(tmp_path / "pc", split)[col.LENGTH].max() <= 300
 
 
 def test_summary_table_lists_everything(embedded_dir, tmp_path):

@@ -22,6 +22,7 @@ from protlc.model import (
     get_preset,
 )
 from protlc.model import protcnn
+from protlc.model.protcnn import BN_EPS
 
 TINY = get_preset("tiny")
 
@@ -270,3 +271,30 @@ def test_unpadded_batch_matches_the_masked_path(sequences, monkeypatch, training
     torch.testing.assert_close(out_fast, out_slow, rtol=0, atol=1e-12)
     for (name, a), b in zip(fast.named_buffers(), slow.buffers()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=name)
+def test_masked_batchnorm_is_accurate_when_the_mean_dwarfs_the_spread():
+    """Mean 1e4, std 1 in float32: the one-pass E[x²] - E[x]² loses every digit of the variance (it
+    came out 0 or 2.3, and outputs were off by up to 1.6e3); the two-pass form matches float64."""
+    gen = torch.Generator().manual_seed(0)
+    B, C, L = 8, 6, 64
+    lengths = torch.tensor([64, 50, 37, 20, 64, 9, 41, 30])
+    mask = (torch.arange(L)[None, None, :] < lengths[:, None, None]).float()  # (B, 1, L)
+    x = ((torch.randn(B, C, L, generator=gen, dtype=torch.float64) + 1e4).float() * mask).requires_grad_(True)
+    bn = MaskedBatchNorm1d(C)
+    with torch.no_grad():
+        bn.weight.copy_(torch.linspace(0.5, 2, C))
+        bn.bias.copy_(torch.linspace(-1, 1, C))
+    upstream = torch.randn(B, C, L, generator=gen)
+    out = bn(x, mask, mask.sum())
+    (out * upstream).sum().backward()
+
+    x64 = x.detach().double().requires_grad_(True)
+    valid = x64.transpose(1, 2)[mask[:, 0].bool()]  # (residues, C): padding never counts
+    mean, var = valid.mean(0), valid.var(0, unbiased=False)
+    expected = ((x64 - mean[:, None]) * torch.rsqrt(var[:, None] + BN_EPS) * bn.weight.detach().double()[:, None]
+                + bn.bias.detach().double()[:, None]) * mask.double()
+    (expected * upstream.double()).sum().backward()
+    assert (out.detach().double() - expected.detach()).abs().max().item() < 1e-4
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=0, atol=1e-4)
+    torch.testing.assert_close(bn.running_var.double(), 0.9 + 0.1 * valid.detach().var(0, unbiased=True),
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(bn.running_mean.double(), 0.1 * mean.detach(), rtol=0, atol=1e-3)

@@ -177,6 +177,14 @@ def test_dynamics_end_at_the_final_model_even_when_the_run_is_shorter_than_the_i
     assert dynamics["step"].tolist() == [metrics["optimizer_steps"]]
 
 
+def test_dm_run_records_emphasis_mode_and_variance(noisy_dataset, tmp_path, tiny_config):
+    metrics = train(noisy_dataset, tmp_path / "run", tiny_config(**{"trainer.max_epochs": 1, "loss.name": "dm",
+                                                                       "loss.lam": 2.0}))
+    assert metrics["loss/emphasis_mode"] == pytest.approx(2 / 3)
+    assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["loss/emphasis_mode"] == pytest.approx(2 / 3)
+    assert "train/emphasis_variance" in pd.read_csv(tmp_path / "run" / "metrics.csv").columns
+
+
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(noisy_dataset, tmp_path):
     run = tmp_path / "ddp"

@@ -45,7 +45,8 @@ Example:
 @click.option("--min-family-size", default=1, show_default=True, type=int, help="Drop families with fewer members.")
 @click.option("--max-length", default=None, type=int, help="Longest sequence kept (see --too-long) [default: no limit].")
 @click.option("--too-long", default="drop", show_default=True, type=click.Choice(TOO_LONG_POLICIES),
-              help="Sequences longer than --max-length: drop them, or keep their first --max-length residues.")
+              help="Sequences longer than --max-length: drop them, or cut the training split's to their first "
+                   "--max-length residues (dev/test keep them whole).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds the split and the noise.")
 @click.option("--split-seed", default=None, type=int, help="Seed of the split only [default: --seed].")
 @click.option("--noise-seed", default=None, type=int, help="Seed of the noise only [default: --seed].")

@@ -5,13 +5,16 @@ Order of the steps (each one reported in the summary and the manifest):
 1. read every input (validated records, see :mod:`protlc.data.readers`);
 2. duplicate sequence names: identical duplicates (same family and sequence) are dropped, keeping the
    first; a name seen with a different family or sequence is an error naming both records;
-3. ``max_length``: longer sequences are dropped (``too_long="drop"``, the default) or cut to their first
-   ``max_length`` residues (``too_long="truncate"``, like the reference study's cut to 434 residues);
+3. ``max_length``: longer sequences are dropped from every split (``too_long="drop"``, the default;
+   before splitting, so they never take a place in the split), or, with ``too_long="truncate"``, kept:
+   the training split's are cut to their first ``max_length`` residues (after step 6, like the reference
+   study, which cut only the training proteins to 434 residues) and dev/test keep them whole;
 4. ``min_family_size``: families with fewer members (over all splits) are dropped;
 5. label vocabulary: the remaining family ids sorted; a family with two different accessions is an error;
 6. splits: kept when the input fixes them (ProtCNN shards), else :func:`splits.stratified_split`;
    an empty train, dev or test split is an error;
-7. noise on the training split only (cropping, then labels), see :mod:`protlc.data.noise`;
+7. noise on the training split only (cropping, then labels; crops are windows of the truncated training
+   sequences), see :mod:`protlc.data.noise`;
 8. atomic write (:func:`store.write_dataset`).
 
 Seeds: ``seed`` (default 0) seeds everything; ``split_seed`` and ``noise_seed`` (default: ``seed``)
@@ -206,30 +209,36 @@ def _family_accessions(rows: _Rows, ids: np.ndarray, labels: np.ndarray, num_lab
     return result
 
 
-def _filter(rows: _Rows, options: PrepareOptions) -> tuple[np.ndarray, np.ndarray, dict]:
+def _filter(rows: _Rows, options: PrepareOptions) -> tuple[np.ndarray, dict, dict | None]:
     """Duplicates, ``max_length``, ``min_family_size`` (in this order).
 
+    ``too_long="truncate"`` keeps every row here (:func:`prepare_dataset` cuts the training split's).
+
     Returns:
-        ``(ids, base_lengths, counts)``: the rows kept (ascending), every row's length before noise
-        (after ``too_long="truncate"``), and the counts for :class:`PrepareSummary`.
+        ``(ids, counts, dropped_per_split)``: the rows kept (ascending), the counts for
+        :class:`PrepareSummary`, and the too-long rows dropped per split (``{split: n}``; None when
+        rows were dropped before a stratified split, so they have no split).
     """
     alive = np.ones(rows.family.shape[0], dtype=bool)
     duplicates = _duplicates(rows)
     alive[duplicates] = False
-    base_lengths, too_long = rows.lengths, 0
+    too_long, dropped_per_split = 0, dict.fromkeys(col.SPLITS, 0)
     if options.max_length is not None:
         long_rows = alive & (rows.lengths > options.max_length)
         too_long = int(long_rows.sum())
         if options.too_long == "drop":
             alive &= ~long_rows
-        else:
-            base_lengths = np.minimum(rows.lengths, options.max_length)
+            if (rows.given_split >= 0).all():
+                per_split = np.bincount(rows.given_split[long_rows], minlength=len(col.SPLITS))
+                dropped_per_split = dict(zip(col.SPLITS, per_split.tolist()))
+            elif too_long:
+                dropped_per_split = None
     sizes = np.bincount(rows.family[alive], minlength=len(rows.family_names))
     small = (sizes > 0) & (sizes < options.min_family_size)
     alive &= ~small[rows.family]
     counts = {"duplicates_dropped": int(duplicates.size), "too_long": too_long,
               "families_dropped": int(small.sum()), "sequences_dropped_small": int(sizes[small].sum())}
-    return np.flatnonzero(alive), base_lengths, counts
+    return np.flatnonzero(alive), counts, dropped_per_split
 
 
 def _vocabulary(rows: _Rows, ids: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -331,7 +340,7 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: 
     noise_seed = options.seed if options.noise_seed is None else options.noise_seed
 
     rows, sources = _read_all(inputs, options, progress)
-    ids, base_lengths, filtered = _filter(rows, options)
+    ids, filtered, dropped_per_split = _filter(rows, options)
     if ids.size == 0:
         raise InputError(f"{', '.join(map(str, inputs))}: no sequences left after filtering (--min-family-size/--max-length)")
     vocabulary, labels = _vocabulary(rows, ids)
@@ -340,10 +349,18 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: 
     codes, split_info = _assign_splits(rows.given_split[ids], labels, options, split_seed, inputs)
 
     tables, noise_info = {}, {}
+    truncate = options.max_length is not None and options.too_long == "truncate"
+    too_long_splits = {"truncated": dict.fromkeys(col.SPLITS, 0), "kept_whole": dict.fromkeys(col.SPLITS, 0),
+                       "dropped": dropped_per_split}
     for code, split in enumerate(col.SPLITS):
         chosen = np.flatnonzero(codes == code)
         select, clean = ids[chosen], labels[chosen]
-        base = base_lengths[select]
+        base = rows.lengths[select]
+        if truncate:  # after the split, so cutting never changes it; dev/test stay whole
+            longer = int((base > options.max_length).sum())
+            too_long_splits["truncated" if split == "train" else "kept_whole"][split] = longer
+            if split == "train":
+                base = np.minimum(base, options.max_length)
         starts, ends, observed = np.zeros_like(base), base, clean
         if split == "train":
             starts, ends = noise.crop_windows(base, options.crop_noise, options.crop_fraction,
@@ -357,7 +374,7 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: 
         out_dir=Path(out_dir), num_families=len(vocabulary),
         counts={s: t.num_rows for s, t in tables.items()},
         too_long_policy=options.too_long, max_length=options.max_length, min_family_size=options.min_family_size,
-        noise=noise_info, split=split_info, **filtered,
+        too_long_splits=too_long_splits, noise=noise_info, split=split_info, **filtered,
         lengths={s: length_stats(t[col.LENGTH].to_numpy()) for s, t in tables.items()},
     )
     label_entries = [{col.FAMILY_ID: f, col.FAMILY_ACCESSION: a} for f, a in zip(vocabulary, accessions.to_pylist())]

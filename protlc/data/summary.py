@@ -36,6 +36,9 @@ class PrepareSummary:
     too_long: int = 0
     too_long_policy: str = "drop"
     max_length: int | None = None
+    # sequences longer than max_length per action and split: {"truncated" (train only), "kept_whole"
+    # (dev/test under truncate), "dropped" (None when dropped before a stratified split): {split: n}}
+    too_long_splits: dict = field(default_factory=dict)
     min_family_size: int = 1
     families_dropped: int = 0
     sequences_dropped_small: int = 0
@@ -63,6 +66,7 @@ class PrepareSummary:
                 "max_length": self.max_length,
                 "too_long_policy": self.too_long_policy,
                 "too_long_sequences": self.too_long,
+                "too_long": {"policy": self.too_long_policy, "max_length": self.max_length, **self.too_long_splits},
                 "min_family_size": self.min_family_size,
                 "families_dropped": self.families_dropped,
                 "sequences_dropped_with_small_families": self.sequences_dropped_small,
@@ -80,6 +84,10 @@ class PrepareSummary:
         split_text = "given by the input" if split["policy"] == "given" else (
             f"stratified {','.join(f'{f:g}' for f in split['fractions'])}, seed {split['seed']}")
         long_text = "no limit" if self.max_length is None else f"{self.too_long} longer than {self.max_length} ({self.too_long_policy})"
+        if self.max_length is not None and self.too_long_policy == "truncate":
+            kept = self.too_long_splits["kept_whole"]
+            long_text += (f": {self.too_long_splits['truncated']['train']} train sequences truncated, "
+                          f"{kept['dev']} dev and {kept['test']} test kept whole")
         lines = [
             f"prepared {self.out_dir}",
             f"  families           {self.num_families}"

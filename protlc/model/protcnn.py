@@ -154,8 +154,12 @@ class MaskedBatchNorm1d(nn.Module):
     """BatchNorm over ``(B, C, L)`` whose statistics ignore padding; output is zero at padding.
 
     Training: mean and (biased) variance over the residue positions of the batch, accumulated in
-    float32 from sums of ``x`` and ``x²`` (two reads of ``x``, no float32 copy of it: the input is zero
-    at padding, so sums over all positions are sums over residues); running statistics updated with the
+    float32 in two passes: a first mean ``m0`` (the input is zero at padding, so sums over all positions
+    are sums over residues), then sums of ``d = x - m0`` and ``d²`` (``d`` in ``x``'s dtype, re-zeroed at
+    padding), giving ``mean = m0 + E[d]`` and ``var = E[d²] - E[d]²``. ``E[d]`` is only the rounding
+    error of ``m0``, so nothing cancels even when ``|mean| / std`` is large (the one-pass
+    ``E[x²] - E[x]²`` loses every digit of the variance at mean 1e4, std 1 in float32), and the output is
+    ``(d - E[d]) · scale + bias``. No host sync, no branch on values. Running statistics updated with the
     unbiased variance as :class:`torch.nn.BatchNorm1d` does. Evaluation: running statistics.
     Buffer and parameter names match ``nn.BatchNorm1d``. Deliberately not a subclass, so
     ``SyncBatchNorm`` conversion leaves it alone (statistics are per-process under DDP).
@@ -190,16 +194,20 @@ class MaskedBatchNorm1d(nn.Module):
             y = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
             return _masked(y, mask)
         acc = torch.promote_types(x.dtype, torch.float32)
-        mean = x.sum(dim=(0, 2), dtype=acc) / count
-        mean_sq = torch.linalg.vector_norm(x, 2, dim=(0, 2), dtype=acc).square() / count
-        var = (mean_sq - mean.square()).clamp(min=0.0)
+        # a constant shift (no gradient needed: mean and var below are exact for any shift)
+        first = (x.detach().sum(dim=(0, 2), dtype=acc) / count).to(x.dtype)
+        centred = _masked(x - first[:, None], mask)
+        offset = centred.sum(dim=(0, 2), dtype=acc) / count  # E[x - first]: the rounding error of `first`
+        mean = first.to(acc) + offset
+        var = (torch.linalg.vector_norm(centred, 2, dim=(0, 2), dtype=acc).square() / count
+               - offset.square()).clamp(min=0.0)
         with torch.no_grad():
             unbiased = var * (count / (count - 1).clamp(min=1.0))
             self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
             self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
         scale = self.weight * torch.rsqrt(var + self.eps)
-        shift = self.bias - mean * scale
-        y = _masked(torch.addcmul(shift[:, None], x, scale[:, None]), mask)
+        shift = self.bias - offset * scale
+        y = _masked(torch.addcmul(shift[:, None], centred, scale[:, None]), mask)
         return y.to(x.dtype)
 
 

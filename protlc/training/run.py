@@ -243,6 +243,8 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     metrics.update(throughput.figures())
     metrics["epochs"] = trainer.current_epoch
     metrics["optimizer_steps"] = trainer.global_step
+    if hasattr(module.loss_fn, "emphasis_mode"):  # DM: the p(y|x) that gets the largest update
+        metrics["loss/emphasis_mode"] = module.loss_fn.emphasis_mode
     atomic_write_text(out / "final_metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     plots.write_run_plots(out)
     return metrics
