@@ -106,6 +106,12 @@ def test_wild_type_from_fasta_or_literal(tmp_path):
         read_wild_type(fasta)
     with pytest.raises(InputError, match="neither an existing FASTA file nor a protein sequence"):
         read_wild_type(str(tmp_path / "missing.fasta"))
+    plain = tmp_path / "wt.txt"  # a text file holding just the sequence, wrapped
+    plain.write_text(f"{PAB1_WT[:30]}\n{PAB1_WT[30:]}\n")
+    assert read_wild_type(plain) == PAB1_WT
+    plain.write_text(f"{PAB1_WT[:30]}\n>oops\n")
+    with pytest.raises(InputError, match="wt.txt: wild type: "):
+        read_wild_type(plain)
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -44,7 +44,7 @@ def is_fasta(path: Path) -> bool:
     if tables.is_parquet(path):
         return False
     with open_text(path) as handle:
-        return handle.read(1) == ">"
+        return handle.read(64).lstrip().startswith(">")
 
 
 def iter_sequence_chunks(path: str | Path, chunk_size: int = 50_000, max_length: int | None = None

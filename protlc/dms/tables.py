@@ -22,7 +22,9 @@ import pandas as pd
 
 from protlc.alphabet import ALPHABET
 from protlc.data import tables
+from protlc.data.chunks import is_fasta
 from protlc.data.fasta import iter_fasta
+from protlc.data.records import read_head
 from protlc.dms.mutations import (
     MUTANT_LETTERS,
     WILD_TYPE_LETTERS,
@@ -51,14 +53,17 @@ _ALLOWED_BYTES[[ord(c) for c in WILD_TYPE_LETTERS | MUTANT_LETTERS]] = True
 
 
 def read_wild_type(seq_or_fasta: str | Path) -> str:
-    """The wild-type sequence from a FASTA file (exactly one record) or a literal sequence string.
+    """The wild-type sequence from a FASTA file (exactly one record), a text file holding only the sequence,
+    or a literal sequence string.
 
     Raises:
         InputError: unreadable FASTA, not exactly one record, or invalid residues.
     """
     text = str(seq_or_fasta).strip()
     path = Path(text)
-    if _is_file(path):
+    if _is_file(path) and not is_fasta(path):  # a plain text file holding just the sequence
+        sequence, origin = ALPHABET.clean("".join(read_head(path, size=1 << 20).split())), str(path)
+    elif _is_file(path):
         records = list(iter_fasta(path))
         if len(records) != 1:
             raise InputError(f"{path}: the wild-type FASTA must hold exactly one record, found {len(records)}")
