@@ -145,6 +145,9 @@ def test_run_dir_guards(noisy_dataset, tmp_path):
     ("optim.final_lr_fraction=0", "config: optim.final_lr_fraction must be a number in (0, 1], got 0"),
     ("dynamics.every_n_steps=often", "config: dynamics.every_n_steps must be auto or an integer >= 1"),
     ("trainer.progress_bar=maybe", "config: trainer.progress_bar must be true or false, got 'maybe'"),
+    ("data.tokens_per_batch=10", "config: data.tokens_per_batch must be null, 0 (off) or an integer >= 64, got 10"),
+    ("eval.tokens_per_batch=true", "config: eval.tokens_per_batch must be null, 0 (off) or an integer >= 64"),
+    ("data.width_multiple=0", "config: data.width_multiple must be an integer >= 1, got 0"),
     ("trainer.accelerator=banana", "trainer settings (accelerator 'banana'"),
     ("trainer.precision=17", "Precision 17 is invalid"),
 ])
@@ -194,6 +197,21 @@ def test_dynamics_end_at_the_final_model_even_when_the_run_is_shorter_than_the_i
                                                                        "dynamics.every_n_steps": 10_000}))
     dynamics = pd.read_csv(tmp_path / "run" / "dynamics.csv")
     assert dynamics["step"].tolist() == [metrics["optimizer_steps"]]
+
+
+def test_token_budget_batches_in_every_phase(noisy_dataset, tmp_path):
+    """data/eval.tokens_per_batch: training, validation, dynamics and the final evaluation run on width-class
+    batches; an epoch has as many steps as the token sampler has batches."""
+    from protlc.data.loading import LengthBucketSampler
+
+    config = tiny_config(**{"data.tokens_per_batch": 1024, "eval.tokens_per_batch": 4096})
+    metrics = train(noisy_dataset, tmp_path / "run", config)
+    lengths = pd.read_parquet(noisy_dataset / "train.parquet")["length"].to_numpy()
+    per_epoch = len(LengthBucketSampler(lengths, 16, tokens_per_batch=1024))
+    assert metrics["optimizer_steps"] == 2 * per_epoch != 2 * np.ceil(len(lengths) / 16)
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0 and "dev/unknown_threshold" in metrics
+    assert pd.read_csv(tmp_path / "run" / "dynamics.csv")["step"].iloc[-1] == metrics["optimizer_steps"]
+    assert (tmp_path / "run" / "config.yaml").read_text().count("tokens_per_batch") == 2
 
 
 def test_ddp_on_two_cpu_processes(noisy_dataset, tmp_path):

@@ -33,10 +33,12 @@ class DynamicsCallback(pl.Callback):
     """
 
     def __init__(self, path: Path, train_df: pd.DataFrame, test_df: pd.DataFrame, every_n_steps: int | str,
-                 max_examples: int, seed: int, batch_size: int = 256):
+                 max_examples: int, seed: int, batch_size: int = 256, tokens_per_batch: int | None = None,
+                 width_multiple: int | None = None):
         self.path = Path(path)
         self.every = None if every_n_steps == "auto" else max(1, int(every_n_steps))
         self.batch_size = batch_size
+        self.batching = {"tokens_per_batch": tokens_per_batch, "width_multiple": width_multiple}
         rng = np.random.default_rng([seed, 17])
         noisy = train_df[col.IS_NOISY].to_numpy(bool)
         pick = np.concatenate([
@@ -72,8 +74,8 @@ class DynamicsCallback(pl.Callback):
             return
         model = pl_module.model
         precision = str(trainer.precision)
-        train_probs = predict_proba(model, self.train, self.batch_size, precision=precision)
-        test_probs = predict_proba(model, self.test, self.batch_size, precision=precision)
+        train_probs = predict_proba(model, self.train, self.batch_size, precision=precision, **self.batching)
+        test_probs = predict_proba(model, self.test, self.batch_size, precision=precision, **self.batching)
         curves = training_dynamics(train_probs, self.observed, self.clean, self.noisy, test_probs, self.test_labels)
         self.rows.append({"step": step, "epoch": trainer.current_epoch, **curves})
         for logger in trainer.loggers:

@@ -211,7 +211,9 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
 
     encoded = {s: EncodedSequences(df[col.SEQUENCE].tolist(), df[col.LABEL].to_numpy()) for s, df in splits.items()}
     datamodule = FamilyDataModule(encoded["train"], encoded["dev"], config["data"]["batch_size"], config["seed"],
-                                  config["data"]["num_workers"], config["eval"]["batch_size"])
+                                  config["data"]["num_workers"], config["eval"]["batch_size"],
+                                  config["data"]["tokens_per_batch"], config["eval"]["tokens_per_batch"],
+                                  config["data"]["width_multiple"])
     module = ClassifierModule(model_config, labels, config)
     if config["trainer"]["compile"]:
         module.model.compile()
@@ -222,7 +224,8 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     if col.IS_NOISY in train_df and col.CLEAN_LABEL in train_df:
         callbacks.append(DynamicsCallback(
             out / "dynamics.csv", train_df, splits["test"], config["dynamics"]["every_n_steps"],
-            config["dynamics"]["max_examples"], seed=config["seed"], batch_size=config["eval"]["batch_size"]))
+            config["dynamics"]["max_examples"], seed=config["seed"], batch_size=config["eval"]["batch_size"],
+            tokens_per_batch=config["eval"]["tokens_per_batch"], width_multiple=config["data"]["width_multiple"]))
     trainer = make_trainer(config, out, callbacks)  # before the run dir exists: bad settings leave nothing
     out.mkdir(parents=True, exist_ok=True)
     if is_rank_zero:
@@ -261,7 +264,8 @@ def evaluate_final(model: torch.nn.Module, splits: dict, encoded: dict, config: 
     all_probs = {}
     for split in col.SPLITS:
         df = splits[split]
-        probs = all_probs[split] = predict_proba(model, encoded[split], config["eval"]["batch_size"], device, precision)
+        probs = all_probs[split] = predict_proba(model, encoded[split], config["eval"]["batch_size"], device, precision,
+                                                 config["eval"]["tokens_per_batch"], config["data"]["width_multiple"])
         metrics.update(summarize(probs, df[col.LABEL].to_numpy(), split))
         if split == "train" and col.CLEAN_LABEL in df:
             clean = df[col.CLEAN_LABEL].to_numpy()
