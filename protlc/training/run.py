@@ -237,10 +237,11 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     if not trainer.is_global_zero:
         return None
 
-    metrics, probs = evaluate_final(module.model, splits, encoded, config)
+    model = module.model.to(trainer.strategy.root_device)  # Lightning hands the module back on the CPU
+    metrics, probs = evaluate_final(model, splits, encoded, config)
     metrics["dev/unknown_threshold"] = write_calibration(out, probs["dev"])
     metrics["time/fit_seconds"] = fit_seconds
-    if torch.cuda.is_available() and next(module.model.parameters()).is_cuda:
+    if next(model.parameters()).is_cuda:
         metrics["gpu/peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         metrics["gpu/name"] = torch.cuda.get_device_name()
     metrics.update(throughput.figures())
