@@ -41,6 +41,60 @@ def check_device(name: str, workers: int = 1) -> torch.device:
     return device
 
 
+# Graphs one compiled model may hold: a few batch-size ranges (torch specialises size 1; code generation
+# adds thresholds such as the CPU's B x L <= 4096) x modes (training; evaluation under no_grad and under
+# inference_mode).
+RECOMPILE_LIMIT = 16
+
+
+def compile_model(model: torch.nn.Module, backend: str = "inductor") -> torch.nn.Module:
+    """``torch.compile`` ``model`` in place for length-bucketed batches, and return it.
+
+    Batch size and width are symbolic (``dynamic=True``), so one graph serves every bucket shape,
+    fixed-size or token-budget: compiling happens a bounded number of times per run (a few batch-size
+    ranges per mode, see :data:`RECOMPILE_LIMIT`), never per width or per batch. Static shapes
+    (``dynamic=False``) would compile once per width class and batch size, dozens of graphs, and fall
+    back to eager past torch's recompile limit. See :func:`_conv1d_backward_keeps_widths_symbolic` for
+    the one inductor setting this needs.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    if backend == "inductor":
+        _conv1d_backward_keeps_widths_symbolic()
+    model.compile(dynamic=True, backend=backend)
+    return model
+
+
+def _conv1d_backward_keeps_widths_symbolic() -> None:
+    """Make inductor lower the backward of 1-D convolutions straight to ATen's kernel (idempotent).
+
+    Inductor's own lowering of ``convolution_backward`` (torch 2.13) fixes the strides of the gradient
+    layout to integers before it finds that it has no Triton template for 1-D convolutions and falls back
+    to ATen's kernel anyway; fixing the strides specialises the sequence width, so a training graph would
+    be compiled again for every width class. Going to the same ATen kernel directly leaves the width
+    symbolic; 2-D convolutions keep inductor's lowering. On a torch without these internals nothing
+    changes (training then compiles once per width class, which is still bounded).
+    """
+    try:
+        from torch._inductor import lowering
+        from torch._inductor.kernel import conv
+
+        op = torch.ops.aten.convolution_backward.default
+        original, fallback = lowering.lowerings[op], conv.aten_convolution_backward_fallback
+    except (ImportError, AttributeError, KeyError):
+        return
+    if getattr(original, "_protlc_conv1d", False):
+        return
+
+    def lower(*args, **kwargs):
+        weight = args[2] if len(args) > 2 else kwargs["weight"]
+        return (fallback if len(weight.get_size()) == 3 else original)(*args, **kwargs)
+
+    lower._protlc_conv1d = True
+    lowering.lowerings[op] = lower
+
+
 def autocast_for(device: torch.device, precision: str):
     """bf16 autocast on CUDA when asked for; a no-op otherwise."""
     if device.type == "cuda" and str(precision).startswith("bf16"):

@@ -41,7 +41,7 @@ from protlc.training.callbacks import DynamicsCallback, ThroughputCallback
 from protlc.training.classify import ClassifierModule
 from protlc.training.config import check_values, dump_config
 from protlc.metrics import summarize
-from protlc.inference import predict_proba
+from protlc.inference import compile_model, predict_proba
 from protlc.training import plots
 
 CHECKPOINTS = "checkpoints"
@@ -216,7 +216,7 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
                                   config["data"]["width_multiple"])
     module = ClassifierModule(model_config, labels, config)
     if config["trainer"]["compile"]:
-        module.model.compile()
+        compile_model(module.model)  # one graph for all bucket shapes (no recompiling per batch)
 
     throughput = ThroughputCallback()
     callbacks = [throughput, *(extra_callbacks or [])]
