@@ -50,7 +50,9 @@ def comparable(metrics: dict) -> dict:
 
 def test_run_dir_holds_config_metrics_plots_and_safe_checkpoints(noisy_dataset, tmp_path):
     run = tmp_path / "run"
+    started = time.perf_counter()
     metrics = train(noisy_dataset, run, tiny_config(**{"loss.name": "proselflc_at"}))
+    wall = time.perf_counter() - started
     for name in ("config.yaml", "metrics.csv", "dynamics.csv", "final_metrics.json", "calibration.json",
                  "checkpoints/last.ckpt", "checkpoints/best.ckpt", "plots/learning_curves.png", "plots/dynamics.png"):
         assert (run / name).is_file(), name
@@ -64,6 +66,14 @@ def test_run_dir_holds_config_metrics_plots_and_safe_checkpoints(noisy_dataset, 
     assert list(dynamics.columns[2:]) == ["correct_fitting", "wrong_fitting", "class_correction",
                                           "entropy_clean", "entropy_noisy", "generalisation"]
     assert "train/epsilon" in pd.read_csv(run / "metrics.csv").columns
+    # where the time went: the phases add up to the wall time of the run
+    phases = ["time/startup", "time/training", "time/validation", "time/dynamics", "time/final_evaluation",
+              "time/plots"]
+    assert all(saved[k] >= 0 for k in phases + ["time/fit", "time/total"])
+    assert saved["time/validation"] > 0 and saved["time/dynamics"] > 0 and saved["time/plots"] > 0
+    assert saved["time/fit"] == pytest.approx(saved["time/training"] + saved["time/validation"] + saved["time/dynamics"])
+    assert sum(saved[k] for k in phases) == pytest.approx(saved["time/total"], rel=0.02, abs=0.2)
+    assert saved["time/total"] == pytest.approx(wall, rel=0.05, abs=0.5)
 
     raw = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # plain tensors + primitives only
     assert raw["protlc"]["task"] == "classify"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 
 from protlc import columns as col
 from protlc.atomic import atomic_write_text
@@ -39,6 +40,7 @@ class DynamicsCallback(pl.Callback):
         self.every = None if every_n_steps == "auto" else max(1, int(every_n_steps))
         self.batch_size = batch_size
         self.batching = {"tokens_per_batch": tokens_per_batch, "width_multiple": width_multiple}
+        self.seconds = 0.0  # spent computing and writing the curves (time/dynamics)
         rng = np.random.default_rng([seed, 17])
         noisy = train_df[col.IS_NOISY].to_numpy(bool)
         pick = np.concatenate([
@@ -72,6 +74,7 @@ class DynamicsCallback(pl.Callback):
         step = trainer.global_step
         if not trainer.is_global_zero or (self.rows and self.rows[-1]["step"] == step):
             return
+        started = time.perf_counter()
         model = pl_module.model
         precision = str(trainer.precision)
         train_probs = predict_proba(model, self.train, self.batch_size, precision=precision, **self.batching)
@@ -85,6 +88,7 @@ class DynamicsCallback(pl.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
+        self.seconds += time.perf_counter() - started
 
 
 class ThroughputCallback(pl.Callback):
@@ -113,6 +117,28 @@ class ThroughputCallback(pl.Callback):
         s = self.seconds or float("nan")
         return {"time/train_seconds": self.seconds, "time/train_sequences_per_second": self.sequences / s,
                 "time/train_residues_per_second": int(self.residues) / s}
+
+
+class ValidationTimer(pl.Callback):
+    """Wall seconds of the validation loops inside ``fit`` (the sanity check included), for
+    ``time/validation``; on CUDA the device is synchronised at each loop's start and end (twice per
+    validation, never per step) so that queued training work is not counted as validation."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._t0 = 0.0
+
+    @staticmethod
+    def _now(pl_module) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module):
+        self._t0 = self._now(pl_module)
+
+    def on_validation_end(self, trainer, pl_module):
+        self.seconds += self._now(pl_module) - self._t0
 
 
 def _sample(rows: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
