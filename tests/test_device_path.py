@@ -41,6 +41,7 @@ def test_fitness_step_never_reads_a_value_back_from_the_device(head):
     assert model.family_probabilities(tokens, mask).shape == (4, 3)
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec")
 def test_lightning_training_step_reads_nothing_back(monkeypatch, tmp_path):
     """Each ClassifierModule.training_step (forward, robust loss, metrics, logging) of a short real fit, and
     the throughput callback after it, make no Python-level read of a tensor value (``.item()``, ``bool``,
