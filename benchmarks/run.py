@@ -3,7 +3,8 @@
     python benchmarks/run.py [--quick] [--only NAME ...] [--checkpoint CKPT ...]
                              [--dataset DIR] [--noisy-dataset DIR]
 
-NAME is one of prepare, train, score, hmmer, profile (default: all, in that order). Each benchmark runs
+NAME is one of prepare, train, score, hmmer, profile, gpu (default: all, in that order; gpu only when torch
+sees a CUDA device, or with --quick, where it is the CPU smoke test). Each benchmark runs
 as its own script (``bench_<name>.py``, ``profile_hot.py``) in a child process; a failing one is
 reported and the others still run. ``--checkpoint`` (repeatable) gives protlc classifier checkpoints
 trained on all extHomFam families to put next to HMMER. ``--quick`` runs small versions (minutes) to
@@ -30,7 +31,15 @@ BENCHES = {
     "score": ("bench_score.py", [], ["--sizes", "10000,100000"]),
     "hmmer": ("bench_hmmer.py", [], ["--families", "10,30", "--queries", "60"]),
     "profile": ("profile_hot.py", [], ["--steps", "2", "--variants", "10000"]),
+    "gpu": ("bench_gpu.py", [], ["--quick", "--device", "cpu"]),
 }
+
+
+def default_names(quick: bool) -> list[str]:
+    """Every benchmark; ``gpu`` only with --quick (its CPU smoke test) or when torch sees a CUDA device."""
+    import torch
+
+    return [n for n in BENCHES if n != "gpu" or quick or torch.cuda.is_available()]
 
 
 def command(name: str, args: argparse.Namespace) -> list[str]:
@@ -58,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         clean, noisy = results.ensure_exthomfam_datasets()
         args.dataset, args.noisy_dataset = args.dataset or clean, args.noisy_dataset or noisy
     failed = []
-    for name in args.only or list(BENCHES):
+    for name in args.only or default_names(args.quick):
         argv_ = command(name, args)
         print(f"== {name}: {' '.join(argv_[1:])}", flush=True)
         started = time.perf_counter()

@@ -90,7 +90,8 @@ def score_section(records: list[dict]) -> str:
         rows.append([f"{r['variants']:,}", r["device"], f"{r['variants_per_second']:,}",
                      f"{r['variants_per_second'] / base['variants_per_second']:.2f}x", f"{r['peak_rss_mb']:,.0f}",
                      f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x", r["date"]])
-    rows.append(["10^4-10^6", "cuda", NOT_MEASURED, "", "", "", ""])
+    measured = any(r.get("part") == "score" for r in gpu_records(records))
+    rows.append(["10^4-10^6", "cuda", "10^6: see GPU below" if measured else NOT_MEASURED, "", "", "", ""])
     return table(["variants", "device", "variants/s", "vs smallest", "peak RSS MB", "vs smallest", "date"], rows)
 
 
@@ -133,9 +134,57 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def gpu_records(records: list[dict]) -> list[dict]:
+    """The records of the newest full ``bench_gpu.py`` run on a GPU (same date, commit and GPU)."""
+    runs = [r for r in records if r.get("benchmark") == "gpu" and not r.get("quick") and r.get("gpu")]
+    if not runs:
+        return []
+    last = runs[-1]
+    return [r for r in runs if all(r.get(k) == last.get(k) for k in ("date", "git_commit", "gpu"))]
+
+
+def gpu_section(records: list[dict]) -> str:
+    run = gpu_records(records)
+    if not run:
+        return table(["figure", "value"], [
+            ["paper and small presets, bf16, training residues/s and MFU (eager / torch.compile)", NOT_MEASURED],
+            ["one protlc train epoch (paper, bf16) and its time breakdown", NOT_MEASURED],
+            ["predict sequences/s (target 20,000)", NOT_MEASURED], ["score variants/s (10^6 Pab1 variants)", NOT_MEASURED]])
+    first = run[0]
+    head = (f"{first['gpu']}, torch {first['torch']} (CUDA {first.get('cuda')}), commit {first['git_commit']}, "
+            f"{first['date']}; the whole script {first.get('bench_seconds', '?')} s (`benchmarks/bench_gpu.py`).")
+    rows = []
+    for r in run:
+        part = r["part"]
+        if part == "matmul":
+            sheet = f" (datasheet {r['datasheet_tflops']:.0f})" if r.get("datasheet_tflops") else ""
+            rows.append([f"bf16 matmul peak, n = {', '.join(str(s['n']) for s in r['sizes'])}",
+                         f"{r['tflops']:,.0f} TFLOP/s{sheet}"])
+        elif part == "step":
+            rows.append([f"training step, {r['preset']}, {r['mode']}, {r['tokens_per_batch']:,} tokens/batch",
+                         f"{r['residues_per_second']:,.0f} residues/s, {r['sequences_per_second']:,.0f} seq/s, "
+                         f"{1e3 * r['seconds_per_step']:.1f} ms/step; MFU {pct(r.get('mfu'))} of the matmul peak "
+                         f"({pct(r.get('mfu_padded'))} counting padding, {pct(r['padding_fraction'])}); "
+                         f"{pct(r.get('mfu_datasheet'))} of the datasheet; {r['recompiled_while_timed']} recompiles "
+                         f"timed; peak memory {r.get('peak_memory_gib') or 0:.1f} GiB"])
+        elif part == "train":
+            parts = ", ".join(f"{k.split('/')[1].replace('_', ' ')} {r[k]:.1f} s" for k in (
+                "time/startup", "time/training", "time/validation", "time/dynamics", "time/final_evaluation",
+                "time/plots") if k in r)
+            rows.append([f"protlc train, 1 epoch, {r['preset']}, {r['precision']}, {r['train_sequences']:,} sequences, "
+                         f"{r.get('optimizer_steps', '?')} steps",
+                         f"{r['wall_seconds']:.0f} s wall ({parts}); peak memory {r.get('gpu/peak_memory_gib', 0):.1f} GiB"])
+        elif part == "predict":
+            rows.append([f"protlc predict, {r['sequences']:,} sequences end to end (target 20,000 seq/s)",
+                         f"{r['sequences_per_second']:,.0f} seq/s ({r['wall_seconds']:.1f} s)"])
+        elif part == "score":
+            rows.append([f"protlc score, {r['variants']:,} Pab1 variants end to end",
+                         f"{r['variants_per_second']:,.0f} variants/s ({r['wall_seconds']:.1f} s)"])
+    return head + "\n\n" + table(["figure", "value"], rows)
+
+
 def render(records: list[dict]) -> str:
-    gpu = table(["figure", "value"], [["paper preset, bf16, training residues/s and MFU (eager / torch.compile)",
-                                       NOT_MEASURED], ["predict sequences/s (target 20,000)", NOT_MEASURED]])
+    gpu = gpu_section(records)
     return "\n\n".join([
         START, f"Machine of the newest records: {machine_line(records)}.",
         "### Training throughput (CPU, fp32)", train_section(records),

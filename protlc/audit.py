@@ -24,7 +24,7 @@ from protlc.data.loading import EncodedSequences
 from protlc.errors import ConfigError
 from protlc.losses import corrected_target, global_trust, local_trust, sharpened
 from protlc.model.checkpoint import load_checkpoint
-from protlc.inference import check_device, model_outputs
+from protlc.inference import check_device, inference_precision, inference_tokens, model_outputs
 
 
 @dataclass
@@ -55,8 +55,11 @@ def disputed_labels(logits: np.ndarray, observed: np.ndarray, temperature: float
 
 
 def audit(checkpoint: str | Path, out_path: str | Path, dataset_dir: str | Path | None = None,
-          split: str = "train", batch_size: int = 256, device: str = "cpu") -> AuditSummary:
+          split: str = "train", batch_size: int = 256, device: str = "cpu", tokens_per_batch: int | None = None,
+          precision: str | None = None) -> AuditSummary:
     """Write the disputed examples of ``split`` to ``out_path`` (CSV/TSV/Parquet), most confident first.
+
+    ``tokens_per_batch`` and ``precision`` as in :func:`protlc.predict.predict`.
 
     Raises:
         CheckpointError: not a classifier checkpoint. InputError: dataset missing.
@@ -67,7 +70,9 @@ def audit(checkpoint: str | Path, out_path: str | Path, dataset_dir: str | Path 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     device = check_device(device)
+    tokens_per_batch = inference_tokens(device, tokens_per_batch)
     loaded = load_checkpoint(checkpoint, task="classify")
+    precision = inference_precision(precision, loaded.config)
     dataset_dir = Path(dataset_dir or loaded.config.get("dataset") or "")
     df = store.read_split(dataset_dir, split)
     labels = store.read_labels(dataset_dir)
@@ -75,7 +80,8 @@ def audit(checkpoint: str | Path, out_path: str | Path, dataset_dir: str | Path 
         raise ConfigError(f"{dataset_dir}: its label vocabulary differs from the checkpoint's; audit the dataset the model was trained on")
     loss = loaded.config.get("loss", {})
     params = {k: loss[k] for k in ("B", "tau", "temperature") if k in loss and loss.get("name", "").startswith("proselflc")}
-    logits = model_outputs(loaded.model.to(device), EncodedSequences(df[col.SEQUENCE].tolist()), batch_size, device)
+    logits = model_outputs(loaded.model.to(device), EncodedSequences(df[col.SEQUENCE].tolist()), batch_size, device,
+                           precision, tokens_per_batch)
     observed = df[col.LABEL].to_numpy()
     suggested, confidence, eps = disputed_labels(logits, observed, **params)
     flagged = np.flatnonzero(suggested != observed)

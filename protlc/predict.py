@@ -24,7 +24,7 @@ from protlc.calibration import find_calibrated_threshold
 from protlc.data.chunks import ChunkWriter, iter_sequence_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.errors import ConfigError
-from protlc.inference import check_device, predict_proba
+from protlc.inference import check_device, inference_precision, inference_tokens, predict_proba
 from protlc.metrics import entropy
 from protlc.model.checkpoint import load_checkpoint
 
@@ -59,8 +59,12 @@ class PredictSummary:
 
 def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path, top_k: int = 3,
             unknown_threshold: float | None = None, batch_size: int = 256, chunk_size: int = 50_000,
-            device: str = "cpu", max_length: int | None = 10_000, progress: bool = False) -> PredictSummary:
+            device: str = "cpu", max_length: int | None = 10_000, progress: bool = False,
+            tokens_per_batch: int | None = None, precision: str | None = None) -> PredictSummary:
     """Predict families for every sequence of ``input_path`` (FASTA, CSV/TSV, Parquet) into ``out_path``.
+
+    ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
+    :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
 
     Raises:
         CheckpointError: not a classifier checkpoint. InputError: bad sequences (file + record named).
@@ -72,7 +76,9 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     device = check_device(device)
+    tokens_per_batch = inference_tokens(device, tokens_per_batch)
     loaded = load_checkpoint(checkpoint, task="classify")
+    precision = inference_precision(precision, loaded.config)
     threshold = unknown_threshold if unknown_threshold is not None else find_calibrated_threshold(checkpoint)
     if threshold is None:
         threshold = 0.0
@@ -85,7 +91,8 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     bar = tqdm(desc="predict", unit="seq", disable=not progress)
     with ChunkWriter(out_path) as writer:
         for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
-            probs = predict_proba(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device)
+            probs = predict_proba(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device, precision,
+                                  tokens_per_batch)
             frame = prediction_frame(chunk[col.SEQUENCE_NAME], probs, loaded.labels, top_k, threshold)
             writer.write(frame)
             n += len(frame)

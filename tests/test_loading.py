@@ -58,3 +58,80 @@ def test_loader_yields_tensors(tiny_family_rows):
     ds = EncodedSequences(tiny_family_rows["sequence"].tolist()[:40], labels=np.arange(40) % 4)
     batch = next(iter(make_loader(ds, 8, shuffle=True)))
     assert batch["tokens"].dtype == torch.long and batch["tokens"].shape[0] == 8
+
+
+# ---- token-budget batches ----------------------------------------------------------------------
+
+def _lengths_with_a_giant(tiny_family_rows) -> np.ndarray:
+    """The real lengths plus one 10,000-residue sequence."""
+    return np.append(tiny_family_rows["sequence"].str.len().to_numpy(), 10_000)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_token_batches_fill_the_budget_with_one_width_class_each(tiny_family_rows, shuffle):
+    from protlc.data.loading import padded_width
+
+    lengths = _lengths_with_a_giant(tiny_family_rows)
+    sampler = LengthBucketSampler(lengths, batch_size=16, shuffle=shuffle, seed=2, tokens_per_batch=4096)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))  # every row once
+    partial = {}
+    for b in batches:
+        widths = set(padded_width(lengths[b], 64).tolist())
+        assert len(widths) == 1  # one width class per batch
+        width = widths.pop()
+        full = max(1, 4096 // width)
+        assert len(b) <= full and len(b) * width <= max(4096, width)
+        if len(b) < full:
+            assert width not in partial  # at most the last batch of each class is not full
+            partial[width] = len(b)
+    assert [b for b in batches if len(lengths) - 1 in b] == [[len(lengths) - 1]]  # the giant is alone
+    sizes = {}  # width -> rows of a full batch
+    for b in batches:
+        width = int(padded_width(lengths[b], 64).max())
+        sizes[width] = max(sizes.get(width, 0), len(b))
+    in_class = dict(zip(*np.unique(padded_width(lengths, 64), return_counts=True)))
+    assert sizes == {w: min(in_class[w], max(1, 4096 // w)) for w in in_class}
+    assert sizes[64] == 64 and sizes[128] == 32 and sizes[10_048] == 1  # short: big batches; long: small
+
+
+def test_token_batches_order_depends_only_on_seed_and_epoch_and_count_never_changes(tiny_family_rows):
+    lengths = tiny_family_rows["sequence"].str.len().to_numpy()
+    a, b = (LengthBucketSampler(lengths, 16, seed=1, tokens_per_batch=2048) for _ in range(2))
+    assert list(a) == list(b)
+    epochs = []
+    for epoch in range(3):
+        b.set_epoch(epoch)
+        epochs.append(list(b))
+        assert len(epochs[-1]) == len(b) == len(epochs[0])
+        assert sorted((len(x), int(lengths[x].max() + 63) // 64) for x in epochs[-1]) == \
+            sorted((len(x), int(lengths[x].max() + 63) // 64) for x in epochs[0])  # the same shapes every epoch
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2]
+    assert LengthBucketSampler(lengths, 16, shuffle=False, tokens_per_batch=2048)._batches()[0].tolist() == \
+        np.argsort(lengths, kind="stable")[: 2048 // 64].tolist()  # evaluation: sorted by length
+
+
+def test_token_batches_shard_ranks_evenly_and_disjointly(tiny_family_rows):
+    lengths = _lengths_with_a_giant(tiny_family_rows)
+    shards = [list(LengthBucketSampler(lengths, 16, seed=0, rank=r, world_size=3, tokens_per_batch=2048))
+              for r in range(3)]
+    assert len(shards[0]) == len(shards[1]) == len(shards[2]) == \
+        len(LengthBucketSampler(lengths, 16, rank=0, world_size=3, tokens_per_batch=2048))
+    seen = [set(np.concatenate(s).tolist()) for s in shards]
+    assert not (seen[0] & seen[1] or seen[1] & seen[2] or seen[0] & seen[2])
+
+
+def test_token_loader_pads_to_the_width_class(tiny_family_rows):
+    from protlc.data.loading import make_loader
+
+    seqs = tiny_family_rows["sequence"].tolist()[:200]
+    ds = EncodedSequences(seqs, labels=np.arange(200) % 4)
+    loader = make_loader(ds, 8, shuffle=True, tokens_per_batch=1024)
+    assert len(loader) == len(loader.sampler)
+    for batch in loader:
+        rows = batch["index"].numpy()
+        assert batch["tokens"].shape[1] % 64 == 0 and batch["tokens"].shape[1] - 64 < ds.lengths[rows].max()
+        assert batch["mask"].sum(1).tolist() == ds.lengths[rows].tolist()
+        assert not batch["tokens"][~batch["mask"]].any()
+        assert batch["label"].tolist() == (rows % 4).tolist()

@@ -68,6 +68,7 @@ def test_predict_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path, con
     (("--device", "cuda:7"), "--device cuda:7: 8 CUDA device(s) needed"),
     (("--device", "meta"), "--device meta: protlc runs on cpu, cuda or mps"),
     (("--batch-size", "0"), "--batch-size must be >= 1, got 0"),
+    (("--tokens-per-batch", "-1"), "--tokens-per-batch must be >= 0"),
 ])
 def test_bad_device_or_batch_size_is_one_line(run_dir, noisy_dataset, tmp_path, command, option, message):
     ckpt = run_dir / "checkpoints" / "last.ckpt"
@@ -106,6 +107,28 @@ def test_audit_lists_disputed_labels_with_precision_and_recall(run_dir, noisy_da
     # 0.30 for this 3-epoch tiny model on 156 domains)
     noise_rate, precision = train_df["is_noisy"].mean(), flagged_noisy.mean()
     assert len(table) > 0 and precision > noise_rate, (precision, noise_rate)
+
+
+def test_token_batches_and_precision_give_the_same_predictions_and_audit(run_dir, noisy_dataset, tmp_path):  # noqa: F811
+    """--tokens-per-batch (width-class batches) and --precision 32 / bf16-mixed (float32 on the CPU) change
+    nothing; the output keeps the input order."""
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    test = noisy_dataset / "test.parquet"
+    frames = []
+    for options in ((), ("--tokens-per-batch", 1024, "--precision", "bf16-mixed"), ("--tokens-per-batch", 0)):
+        out = tmp_path / f"p{len(frames)}.csv"
+        assert invoke("predict", ckpt, test, "--out", out, *options).exit_code == 0
+        frames.append(pd.read_csv(out))
+    for frame in frames[1:]:
+        assert frame["sequence_name"].tolist() == frames[0]["sequence_name"].tolist()
+        assert frame["predicted_family"].tolist() == frames[0]["predicted_family"].tolist()
+        assert frame["probability"].to_numpy() == pytest.approx(frames[0]["probability"].to_numpy(), abs=1e-5)
+    audits = []
+    for options in ((), ("--tokens-per-batch", 2048)):
+        out = tmp_path / f"a{len(audits)}.csv"
+        assert invoke("audit", ckpt, "--out", out, *options).exit_code == 0
+        audits.append(pd.read_csv(out))
+    assert audits[0]["row"].tolist() == audits[1]["row"].tolist()
 
 
 def test_checkpoint_with_pickled_objects_is_refused(tmp_path):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from protlc.alphabet import ALPHABET
 from protlc.errors import ConfigError
+from protlc.inference import model_outputs
+from protlc.data.loading import EncodedSequences
 from protlc.model import (
     PRESETS,
     ClassificationHead,
@@ -298,3 +301,38 @@ def test_masked_batchnorm_is_accurate_when_the_mean_dwarfs_the_spread():
     torch.testing.assert_close(bn.running_var.double(), 0.9 + 0.1 * valid.detach().var(0, unbiased=True),
                                rtol=0, atol=1e-5)
     torch.testing.assert_close(bn.running_mean.double(), 0.1 * mean.detach(), rtol=0, atol=1e-3)
+
+
+# Token-budget batches on the model side: padding to the width classes never changes a prediction
+# (the sampler itself: test_loading.py).
+@pytest.fixture(scope="module")
+def width_dataset(exthomfam_tiny32_tsv) -> EncodedSequences:
+    """300 real extHomFam domains (lengths spread over several 64-wide classes) and one 1,500-residue
+    concatenation of real domains."""
+    seqs = pd.read_csv(exthomfam_tiny32_tsv, sep="\t")["sequence"].iloc[::11].head(300).tolist()
+    return EncodedSequences(seqs + ["".join(seqs[:12])[:1500]])
+
+
+def test_padding_to_the_width_classes_never_changes_a_prediction(width_dataset):
+    clf = trained_like(model(num_classes=7)).eval()
+    exact = model_outputs(clf, width_dataset, batch_size=16)  # each batch padded to its own longest sequence
+    assert exact.shape == (len(width_dataset), 7)
+    for tokens, multiple in ((2048, None), (4096, 64), (1024, 128)):
+        padded = model_outputs(clf, width_dataset, batch_size=16, tokens_per_batch=tokens, width_multiple=multiple)
+        np.testing.assert_allclose(padded, exact, rtol=1e-5, atol=1e-5)
+        assert (padded.argmax(1) == exact.argmax(1)).all()
+    for i in (3, 150, len(width_dataset) - 1):  # input order: row i is sequence i, computed on its own
+        alone = model_outputs(clf, EncodedSequences([ALPHABET.decode(width_dataset[[i]]["tokens"][0])]), batch_size=1)
+        np.testing.assert_allclose(alone[0], exact[i], rtol=1e-5, atol=1e-5)
+
+
+def test_train_mode_statistics_do_not_see_the_extra_padding(width_dataset):
+    """Training-mode BatchNorm statistics over a width-class batch equal those of the unpadded batch."""
+    rows = list(range(0, 40))
+    exact, padded = width_dataset.batch(rows), width_dataset.batch(rows, width_multiple=64)
+    assert padded["tokens"].shape[1] % 64 == 0 and padded["tokens"].shape[1] > exact["tokens"].shape[1]
+    a, b = (trained_like(model()).double().train() for _ in range(2))
+    out_a, out_b = a(exact["tokens"], exact["mask"]), b(padded["tokens"], padded["mask"])
+    torch.testing.assert_close(out_a, out_b, rtol=1e-9, atol=1e-9)
+    for (name, x), y in zip(a.named_buffers(), b.buffers()):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-9, msg=name)

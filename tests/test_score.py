@@ -90,6 +90,21 @@ def test_duplicates_get_the_same_fitness_and_chunking_changes_nothing(checkpoint
     assert (per_variant == 1).all() and (a["variant"].value_counts() > 1).any()
 
 
+def test_token_batches_change_nothing(checkpoint, pab1_rows, tmp_path):
+    """--tokens-per-batch: batches of budget // 75 variants (a positional head's sequences are never padded)."""
+    library, _ = _library(pab1_rows, tmp_path)
+    score_library(checkpoint, library, tmp_path / "a.csv")
+    score_library(checkpoint, library, tmp_path / "b.csv", tokens_per_batch=1000, precision="bf16-mixed")
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    assert a["variant"].tolist() == b["variant"].tolist()
+    np.testing.assert_allclose(a[FITNESS], b[FITNESS], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="--tokens-per-batch must be >= 0"):
+        score_library(checkpoint, library, tmp_path / "c.csv", tokens_per_batch=-5)
+    with pytest.raises(ConfigError, match="--precision must be one of auto, 32, bf16-mixed"):
+        score_library(checkpoint, library, tmp_path / "c.csv", precision="fp8")
+    assert not (tmp_path / "c.csv").exists()
+
+
 def test_saturation_writes_19_times_75_rows(checkpoint, tmp_path):
     summary = score_library(checkpoint, None, tmp_path / "sat.parquet", saturation=True)
     scored = pd.read_parquet(tmp_path / "sat.parquet")

@@ -30,7 +30,9 @@ def comparable(metrics: dict) -> dict:
 
 def test_run_dir_holds_config_metrics_plots_and_safe_checkpoints(noisy_dataset, tmp_path, tiny_config):
     run = tmp_path / "run"
+    started = time.perf_counter()
     metrics = train(noisy_dataset, run, tiny_config(**{"loss.name": "proselflc_at"}))
+    wall = time.perf_counter() - started
     for name in ("config.yaml", "metrics.csv", "dynamics.csv", "final_metrics.json", "calibration.json",
                  "checkpoints/last.ckpt", "checkpoints/best.ckpt", "plots/learning_curves.png", "plots/dynamics.png"):
         assert (run / name).is_file(), name
@@ -44,6 +46,14 @@ def test_run_dir_holds_config_metrics_plots_and_safe_checkpoints(noisy_dataset, 
     assert list(dynamics.columns[2:]) == ["correct_fitting", "wrong_fitting", "class_correction",
                                           "entropy_clean", "entropy_noisy", "generalisation"]
     assert "train/epsilon" in pd.read_csv(run / "metrics.csv").columns
+    # where the time went: the phases add up to the wall time of the run
+    phases = ["time/startup", "time/training", "time/validation", "time/dynamics", "time/final_evaluation",
+              "time/plots"]
+    assert all(saved[k] >= 0 for k in phases + ["time/fit", "time/total"])
+    assert saved["time/validation"] > 0 and saved["time/dynamics"] > 0 and saved["time/plots"] > 0
+    assert saved["time/fit"] == pytest.approx(saved["time/training"] + saved["time/validation"] + saved["time/dynamics"])
+    assert sum(saved[k] for k in phases) == pytest.approx(saved["time/total"], rel=0.02, abs=0.2)
+    assert saved["time/total"] == pytest.approx(wall, rel=0.05, abs=0.5)
 
     raw = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # plain tensors + primitives only
     assert raw["protlc"]["task"] == "classify"
@@ -126,6 +136,9 @@ def test_run_dir_guards(noisy_dataset, tmp_path, tiny_config):
     ("optim.final_lr_fraction=0", "config: optim.final_lr_fraction must be a number in (0, 1], got 0"),
     ("dynamics.every_n_steps=often", "config: dynamics.every_n_steps must be auto or an integer >= 1"),
     ("trainer.progress_bar=maybe", "config: trainer.progress_bar must be true or false, got 'maybe'"),
+    ("data.tokens_per_batch=10", "config: data.tokens_per_batch must be null, 0 (off) or an integer >= 64, got 10"),
+    ("eval.tokens_per_batch=true", "config: eval.tokens_per_batch must be null, 0 (off) or an integer >= 64"),
+    ("data.width_multiple=0", "config: data.width_multiple must be an integer >= 1, got 0"),
     ("trainer.accelerator=banana", "trainer settings (accelerator 'banana'"),
     ("trainer.precision=17", "Precision 17 is invalid"),
 ])
@@ -183,6 +196,21 @@ def test_dm_run_records_emphasis_mode_and_variance(noisy_dataset, tmp_path, tiny
     assert metrics["loss/emphasis_mode"] == pytest.approx(2 / 3)
     assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["loss/emphasis_mode"] == pytest.approx(2 / 3)
     assert "train/emphasis_variance" in pd.read_csv(tmp_path / "run" / "metrics.csv").columns
+
+
+def test_token_budget_batches_in_every_phase(noisy_dataset, tmp_path, tiny_config):
+    """data/eval.tokens_per_batch: training, validation, dynamics and the final evaluation run on width-class
+    batches; an epoch has as many steps as the token sampler has batches."""
+    from protlc.data.loading import LengthBucketSampler
+
+    config = tiny_config(**{"data.tokens_per_batch": 1024, "eval.tokens_per_batch": 4096})
+    metrics = train(noisy_dataset, tmp_path / "run", config)
+    lengths = pd.read_parquet(noisy_dataset / "train.parquet")["length"].to_numpy()
+    per_epoch = len(LengthBucketSampler(lengths, 16, tokens_per_batch=1024))
+    assert metrics["optimizer_steps"] == 2 * per_epoch != 2 * np.ceil(len(lengths) / 16)
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0 and "dev/unknown_threshold" in metrics
+    assert pd.read_csv(tmp_path / "run" / "dynamics.csv")["step"].iloc[-1] == metrics["optimizer_steps"]
+    assert (tmp_path / "run" / "config.yaml").read_text().count("tokens_per_batch") == 2
 
 
 @pytest.mark.slow

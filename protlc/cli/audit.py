@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-
+from protlc.cli.options import inference_options
 
 
 @click.command("audit")
@@ -17,11 +17,12 @@ import click
 @click.option("--split", default="train", show_default=True, type=click.Choice(["train", "dev", "test"]))
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def audit_command(checkpoint, out_path, dataset_dir, split, batch_size, device):
+@inference_options
+def audit_command(checkpoint, out_path, dataset_dir, split, batch_size, device, tokens_per_batch, precision):
     """Write the examples whose label the model disputes, with a suggested label, most confident first."""
     from protlc.audit import audit
 
-    s = audit(checkpoint, out_path, dataset_dir, split, batch_size, device)
+    s = audit(checkpoint, out_path, dataset_dir, split, batch_size, device, tokens_per_batch, precision)
     click.echo(f"{s.flagged} of {s.examined} {split} labels disputed -> {s.out}")
     if s.precision is not None:
         click.echo(f"against the injected noise: precision {s.precision:.3f}, recall {s.recall:.3f}")

@@ -39,6 +39,18 @@ def run_options(config_example: str, set_example: str, seed_help: str) -> Callab
     return decorate
 
 
+def inference_options(command: Callable) -> Callable:
+    """``--tokens-per-batch`` and ``--precision`` of predict, audit and score."""
+    command = click.option(
+        "--precision", default="auto", show_default=True, type=click.Choice(("auto", "32", "bf16-mixed")),
+        help="bf16-mixed: bf16 autocast on a GPU (the CPU always computes in float32); auto: the precision "
+             "the checkpoint was trained with.")(command)
+    return click.option(
+        "--tokens-per-batch", type=int, default=None, metavar="N",
+        help="Batches of up to N padded positions (lengths rounded up to 64), instead of --batch-size "
+             "sequences [default: 65536 on a GPU; on the CPU --batch-size]; 0 = --batch-size.")(command)
+
+
 def flag_overrides(flags: dict) -> list[str]:
     """``KEY=VALUE`` overrides for the flags the user gave (None means not given)."""
     return [f"{key}={value}" for key, value in flags.items() if value is not None]

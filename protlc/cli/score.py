@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from protlc.cli.options import inference_options
 
 
 _EPILOG = """\b
@@ -50,15 +51,18 @@ Example:
 @click.option("--devices", type=int, default=1, show_default=True, help="Worker processes (one per GPU with cuda).")
 @click.option("--output-column", default="fitness", show_default=True, help="Name of the predicted column.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@inference_options
 def score_command(checkpoint, library, out_path, wt, offset, notation, mutant_column, saturation, combinatorial,
-                  skip_invalid, batch_size, chunk_size, device, devices, output_column, progress):
+                  skip_invalid, batch_size, chunk_size, device, devices, output_column, progress, tokens_per_batch,
+                  precision):
     """Predict the fitness of every variant of LIBRARY (or a generated library) with a train-dms CHECKPOINT."""
     from protlc.dms.scoring import score_library
 
     s = score_library(checkpoint, library, out_path, wt=wt, offset=offset, notation=notation,
                       saturation=saturation, combinatorial=combinatorial, skip_invalid=skip_invalid,
                       mutant_column=mutant_column, batch_size=batch_size, chunk_size=chunk_size, device=device,
-                      devices=devices, output_column=output_column, progress=progress)
+                      devices=devices, output_column=output_column, progress=progress,
+                      tokens_per_batch=tokens_per_batch, precision=precision)
     rate = s.rows / s.seconds if s.seconds > 0 else float("nan")
     click.echo(f"{s.scored} variants scored -> {s.out} ({s.unique_sequences} distinct sequences, "
                f"{s.rejected} rejected, {rate:,.0f} rows/s)")

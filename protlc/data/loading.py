@@ -6,6 +6,18 @@ Batches are dicts of tensors::
     mask    (B, L) bool    True where there is a residue
     label   (B,)   int64   observed label (only when the split has labels)
     index   (B,)   int64   row index into the split, for bookkeeping (audit, dynamics)
+
+Two batchings (:class:`LengthBucketSampler`):
+
+* fixed size (the default): ``batch_size`` sequences per batch, each batch padded to its own longest
+  sequence (``L`` takes any value);
+* token budget (``tokens_per_batch``): every sequence's length is rounded up to a multiple of
+  ``width_multiple`` (default 64), its *width class*; a batch holds sequences of one class only, as many
+  as fit in the budget (``tokens_per_batch // width``, at least one), and is padded to the class width.
+  Short sequences make big batches, long ones small batches, a sequence longer than the budget gets a
+  batch of its own, and the shapes come from a small fixed set (one full and one partial batch size
+  per class), which accelerators and ``torch.compile`` like. The number of batches is the same in
+  every epoch.
 """
 
 from __future__ import annotations
@@ -17,6 +29,13 @@ import numpy as np
 import torch
 
 from protlc.alphabet import ALPHABET, PAD_INDEX
+
+WIDTH_MULTIPLE = 64  # token-budget batches are padded to a multiple of this many positions
+
+
+def padded_width(length, multiple: int = 1):
+    """``length`` (an int or an array) rounded up to a multiple of ``multiple``."""
+    return -(-length // multiple) * multiple
 
 
 class EncodedSequences(torch.utils.data.Dataset):
@@ -37,8 +56,12 @@ class EncodedSequences(torch.utils.data.Dataset):
         return len(self.lengths)
 
     def __getitem__(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        return self.batch(rows)
+
+    def batch(self, rows: Sequence[int], width_multiple: int = 1) -> dict[str, torch.Tensor]:
+        """The batch of ``rows``, padded to their longest sequence rounded up to ``width_multiple``."""
         rows = np.asarray(rows, dtype=np.int64)
-        width = int(self.lengths[rows].max())
+        width = int(padded_width(self.lengths[rows].max(), width_multiple))
         tokens = np.full((len(rows), width), PAD_INDEX, dtype=np.int64)
         for i, r in enumerate(rows):
             start, end = self.offsets[r], self.offsets[r + 1]
@@ -50,16 +73,43 @@ class EncodedSequences(torch.utils.data.Dataset):
         return batch
 
 
+class _WidthBatches(torch.utils.data.Dataset):
+    """``dataset[rows]`` padded on the right to a multiple of ``width_multiple`` (the loader's view of
+    token batches; any further keys of a subclass's batches are kept)."""
+
+    def __init__(self, dataset: EncodedSequences, width_multiple: int):
+        self.dataset, self.width_multiple = dataset, width_multiple
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        batch = self.dataset[rows]
+        width = batch["tokens"].shape[1]
+        extra = int(padded_width(width, self.width_multiple)) - width
+        if extra:
+            pad = torch.nn.functional.pad
+            batch["tokens"], batch["mask"] = pad(batch["tokens"], (0, extra)), pad(batch["mask"], (0, extra))
+        return batch
+
+
 @dataclass
 class LengthBucketSampler(torch.utils.data.Sampler):
     """Yields lists of row indices whose sequences have similar lengths, so padding stays small.
 
-    Each epoch: shuffle rows, cut them into pools of ``pool_batches`` batches, sort each pool by
-    length, cut it into batches, then shuffle the order of all batches. With ``shuffle=False`` the
-    rows are simply sorted by length (evaluation). Under DDP each rank takes every
-    ``world_size``-th batch, trimmed so that all ranks run the same number of steps.
+    Fixed size (``tokens_per_batch`` None or 0), each epoch: shuffle rows, cut them into pools of
+    ``pool_batches`` batches, sort each pool by length, cut it into batches of ``batch_size``, then
+    shuffle the order of all batches. With ``shuffle=False`` the rows are simply sorted by length
+    (evaluation).
 
-    The order depends only on ``(seed, epoch)``: call :meth:`set_epoch` before each epoch.
+    Token budget (``tokens_per_batch`` > 0; ``batch_size`` is not used): rows are grouped by width class
+    (length rounded up to ``width_multiple``); each epoch shuffles the rows inside every class, cuts each
+    class into batches of ``max(1, tokens_per_batch // width)`` rows and shuffles the order of all
+    batches. With ``shuffle=False`` each class is sorted by length instead. Families mix inside a class
+    as they do inside a pool, and every epoch has the same number of batches of the same shapes.
+
+    Under DDP each rank takes every ``world_size``-th batch, trimmed so that all ranks run the same
+    number of steps. The order depends only on ``(seed, epoch)``: call :meth:`set_epoch` before each epoch.
     """
 
     lengths: np.ndarray
@@ -70,11 +120,33 @@ class LengthBucketSampler(torch.utils.data.Sampler):
     rank: int = 0
     world_size: int = 1
     epoch: int = 0
+    tokens_per_batch: int | None = None
+    width_multiple: int = WIDTH_MULTIPLE
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _classes(self) -> list[tuple[int, np.ndarray]]:
+        """``(width, rows sorted by length)`` of every width class, narrowest first."""
+        order = np.argsort(self.lengths, kind="stable")
+        widths = padded_width(self.lengths[order], self.width_multiple)
+        starts = np.flatnonzero(np.diff(widths, prepend=-1))
+        ends = np.append(starts[1:], len(order))
+        return [(int(widths[a]), order[a:b]) for a, b in zip(starts, ends)]
+
+    def _token_batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.epoch]) if self.shuffle else None
+        batches = []
+        for width, rows in self._classes():
+            if rng is not None:
+                rows = rng.permutation(rows)
+            size = max(1, self.tokens_per_batch // width)
+            batches.extend(rows[i : i + size] for i in range(0, len(rows), size))
+        return batches if rng is None else [batches[i] for i in rng.permutation(len(batches))]
+
     def _batches(self) -> list[np.ndarray]:
+        if self.tokens_per_batch:
+            return self._token_batches()
         n = len(self.lengths)
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
@@ -100,6 +172,9 @@ class LengthBucketSampler(torch.utils.data.Sampler):
             yield b.tolist()
 
     def __len__(self) -> int:
+        if self.tokens_per_batch:
+            n_batches = sum(-(-len(rows) // max(1, self.tokens_per_batch // width)) for width, rows in self._classes())
+            return n_batches // self.world_size if self.world_size > 1 else n_batches
         n_batches = -(-len(self.lengths) // self.batch_size)
         if self.shuffle:  # pools may leave one short batch each
             pool = self.batch_size * self.pool_batches
@@ -109,16 +184,24 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         return n_batches // self.world_size if self.world_size > 1 else n_batches
 
 
-def padding_fraction(lengths: np.ndarray, batches: Sequence[Sequence[int]]) -> float:
-    """Share of processed positions that are padding, for a given batching of rows."""
-    total = sum(len(b) * int(lengths[list(b)].max()) for b in batches)
+def padding_fraction(lengths: np.ndarray, batches: Sequence[Sequence[int]], width_multiple: int = 1) -> float:
+    """Share of processed positions that are padding, for a given batching of rows (each batch padded to
+    its longest sequence rounded up to ``width_multiple``)."""
+    total = sum(len(b) * int(padded_width(lengths[list(b)].max(), width_multiple)) for b in batches)
     return 1.0 - float(lengths.sum()) / total if total else 0.0
 
 
 def make_loader(dataset: EncodedSequences, batch_size: int, shuffle: bool, seed: int = 0,
-                num_workers: int = 0, rank: int = 0, world_size: int = 1) -> torch.utils.data.DataLoader:
-    """DataLoader over ``dataset`` with length-bucketed batches (``dataset[rows]`` builds each batch)."""
-    sampler = LengthBucketSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed,
-                                  rank=rank, world_size=world_size)
-    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                                       persistent_workers=num_workers > 0)
+                num_workers: int = 0, rank: int = 0, world_size: int = 1, tokens_per_batch: int | None = None,
+                width_multiple: int = WIDTH_MULTIPLE, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """DataLoader over ``dataset`` with length-bucketed batches (``dataset[rows]`` builds each batch).
+
+    ``tokens_per_batch`` > 0 switches to token-budget batches padded to a multiple of ``width_multiple``
+    (see :class:`LengthBucketSampler`); ``pin_memory`` for fast asynchronous copies to a CUDA device.
+    """
+    sampler = LengthBucketSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed, rank=rank,
+                                  world_size=world_size, tokens_per_batch=tokens_per_batch or None,
+                                  width_multiple=width_multiple)
+    source = _WidthBatches(dataset, width_multiple) if tokens_per_batch else dataset
+    return torch.utils.data.DataLoader(source, sampler=sampler, batch_size=None, num_workers=num_workers,
+                                       persistent_workers=num_workers > 0, pin_memory=pin_memory)

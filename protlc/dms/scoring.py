@@ -47,7 +47,7 @@ from protlc.dms.tables import (
     row_location,
 )
 from protlc.errors import ConfigError, InputError
-from protlc.inference import check_device, model_outputs
+from protlc.inference import check_device, inference_precision, inference_tokens, model_outputs
 from protlc.model.checkpoint import load_checkpoint
 
 FITNESS = "fitness"
@@ -88,35 +88,47 @@ class _ScoringOutputs(torch.nn.Module):
 
 
 class Predictor:
-    """Predicts distinct sequences with a loaded fitness model on one device."""
+    """Predicts distinct sequences with a loaded fitness model on one device.
 
-    def __init__(self, model: torch.nn.Module, device: str, batch_size: int):
+    ``tokens_per_batch``: None = ``batch_size`` sequences per batch, else a token budget (see
+    :func:`protlc.inference.model_outputs`); a positional head's sequences are never padded (it takes
+    exactly the wild type's length, so all its batches have one width anyway).
+    """
+
+    def __init__(self, model: torch.nn.Module, device: str, batch_size: int, tokens_per_batch: int | None = None,
+                 precision: str = "32"):
         self.device = torch.device(device)
         self.outputs = _ScoringOutputs(model.to(self.device).eval())
-        self.batch_size = batch_size
+        self.batch_size, self.tokens_per_batch, self.precision = batch_size, tokens_per_batch, precision
+        self.width_multiple = 1 if getattr(model, "fixed_length", None) is not None else None
 
     def __call__(self, sequences: list[str]) -> np.ndarray:
         """``(U, 1)`` or ``(U, 3)`` float32 outputs for ``U`` sequences (see :class:`_ScoringOutputs`)."""
         if not sequences:
             return np.empty((0, 3 if self.outputs.with_family else 1), dtype=np.float32)
-        out = model_outputs(self.outputs, EncodedSequences(sequences), self.batch_size, self.device)
+        out = model_outputs(self.outputs, EncodedSequences(sequences), self.batch_size, self.device, self.precision,
+                            self.tokens_per_batch, self.width_multiple)
         return out.reshape(len(sequences), -1)
 
 
 _WORKER: Predictor | None = None
 
 
-def _start_worker(checkpoint: str, devices: "multiprocessing.Queue", batch_size: int, threads: int) -> None:
+def _start_worker(checkpoint: str, devices: "multiprocessing.Queue", batch_size: int, threads: int,
+                  tokens_per_batch: int | None, precision: str) -> None:
     global _WORKER
     torch.set_num_threads(threads)
-    _WORKER = Predictor(load_checkpoint(checkpoint, task="fitness").model, devices.get(), batch_size)
+    device = devices.get()
+    _WORKER = Predictor(load_checkpoint(checkpoint, task="fitness").model, device, batch_size,
+                        inference_tokens(torch.device(device), tokens_per_batch), precision)
 
 
 def _predict_in_worker(sequences: list[str]) -> np.ndarray:
     return _WORKER(sequences)
 
 
-def _prediction_backend(checkpoint, model: torch.nn.Module, device: str, devices: int, batch_size: int):
+def _prediction_backend(checkpoint, model: torch.nn.Module, device: str, devices: int, batch_size: int,
+                        tokens_per_batch: int | None = None, precision: str = "32"):
     """``(submit, pool)``: ``submit(sequences)`` returns an object whose ``get()`` gives their outputs.
 
     One device: predicted at once in this process (pool None). Several: a spawned pool of ``devices``
@@ -124,14 +136,16 @@ def _prediction_backend(checkpoint, model: torch.nn.Module, device: str, devices
     of the cores).
     """
     if devices == 1:
-        predictor = Predictor(model, device, batch_size)
+        predictor = Predictor(model, device, batch_size, inference_tokens(torch.device(device), tokens_per_batch),
+                              precision)
         return (lambda sequences: _Done(predictor(sequences))), None
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     for i in range(devices):
         queue.put(f"cuda:{i}" if device.startswith("cuda") else device)
     threads = max(1, (os.cpu_count() or 1) // devices) if device == "cpu" else 1
-    pool = context.Pool(devices, _start_worker, (str(checkpoint), queue, batch_size, threads))
+    pool = context.Pool(devices, _start_worker, (str(checkpoint), queue, batch_size, threads, tokens_per_batch,
+                                                 precision))
     return (lambda sequences: pool.apply_async(_predict_in_worker, (sequences,))), pool
 
 
@@ -328,7 +342,8 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
                   offset: int | None = None, notation: str = "auto", saturation: bool = False,
                   combinatorial: str | None = None, skip_invalid: bool = False, mutant_column: str | None = None,
                   batch_size: int = 512, chunk_size: int = 100_000, device: str = "cpu", devices: int = 1,
-                  output_column: str = FITNESS, progress: bool = False) -> ScoreSummary:
+                  output_column: str = FITNESS, progress: bool = False, tokens_per_batch: int | None = None,
+                  precision: str | None = None) -> ScoreSummary:
     """Score every variant of a library with a fitness checkpoint; see the module docstring.
 
     Args:
@@ -339,6 +354,8 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
         notation: ``auto`` (decided on the first chunk), ``proteingym``, ``nn4dms`` or ``esm``.
         skip_invalid: write invalid rows to :func:`rejects_path` (``row, token, reason``; row = 0-based
             data row) instead of failing on the first one.
+        tokens_per_batch, precision: as in :func:`protlc.predict.predict` (None: token batches on CUDA,
+            the checkpoint's training precision).
 
     Raises:
         CheckpointError: not a fitness checkpoint (e.g. a family classifier).
@@ -349,10 +366,11 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     """
     if batch_size < 1 or chunk_size < 1 or devices < 1:
         raise ConfigError("--batch-size, chunk size and --devices must be positive integers")
-    check_device(device, workers=devices)
+    inference_tokens(check_device(device, workers=devices), tokens_per_batch)  # checked before any work
     if not output_column.strip():
         raise ConfigError("--output-column must not be empty")
     loaded = load_checkpoint(checkpoint, task="fitness")
+    precision = inference_precision(precision, loaded.config)
     started = time.perf_counter()
     wild_type = _resolve_reference(loaded, wt)
     generated = saturation or combinatorial is not None
@@ -372,7 +390,8 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
         _check_agreement(_mismatches(applier, mutants), len(first), source.name, applier, mutants)
     labels = [lab.get("family_id", str(lab)) if isinstance(lab, dict) else str(lab) for lab in loaded.labels]
 
-    submit, pool = _prediction_backend(checkpoint, loaded.model, device, devices, batch_size)
+    submit, pool = _prediction_backend(checkpoint, loaded.model, device, devices, batch_size, tokens_per_batch,
+                                       precision)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=source.total, desc="score", unit="variant", disable=not progress)

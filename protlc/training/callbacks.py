@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 
 from protlc import columns as col
 from protlc.atomic import atomic_write_text
@@ -33,10 +34,13 @@ class DynamicsCallback(pl.Callback):
     """
 
     def __init__(self, path: Path, train_df: pd.DataFrame, test_df: pd.DataFrame, every_n_steps: int | str,
-                 max_examples: int, seed: int, batch_size: int = 256):
+                 max_examples: int, seed: int, batch_size: int = 256, tokens_per_batch: int | None = None,
+                 width_multiple: int | None = None):
         self.path = Path(path)
         self.every = None if every_n_steps == "auto" else max(1, int(every_n_steps))
         self.batch_size = batch_size
+        self.batching = {"tokens_per_batch": tokens_per_batch, "width_multiple": width_multiple}
+        self.seconds = 0.0  # spent computing and writing the curves (time/dynamics)
         rng = np.random.default_rng([seed, 17])
         noisy = train_df[col.IS_NOISY].to_numpy(bool)
         pick = np.concatenate([
@@ -70,10 +74,11 @@ class DynamicsCallback(pl.Callback):
         step = trainer.global_step
         if not trainer.is_global_zero or (self.rows and self.rows[-1]["step"] == step):
             return
+        started = time.perf_counter()
         model = pl_module.model
         precision = str(trainer.precision)
-        train_probs = predict_proba(model, self.train, self.batch_size, precision=precision)
-        test_probs = predict_proba(model, self.test, self.batch_size, precision=precision)
+        train_probs = predict_proba(model, self.train, self.batch_size, precision=precision, **self.batching)
+        test_probs = predict_proba(model, self.test, self.batch_size, precision=precision, **self.batching)
         curves = training_dynamics(train_probs, self.observed, self.clean, self.noisy, test_probs, self.test_labels)
         self.rows.append({"step": step, "epoch": trainer.current_epoch, **curves})
         for logger in trainer.loggers:
@@ -83,12 +88,17 @@ class DynamicsCallback(pl.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
+        self.seconds += time.perf_counter() - started
 
 
 class ThroughputCallback(pl.Callback):
     """Training sequences/s and residues/s of this process, timed from each batch's start to its end
     (forward, backward, optimizer step; excludes data loading, validation and dynamics).
-    Register it before other callbacks that work in ``on_train_batch_end``."""
+    Register it before other callbacks that work in ``on_train_batch_end``.
+
+    Residues are summed on the batch's device (no read-back per step). On CUDA the host only queues the
+    work, so these per-batch windows time the host side; ``time/fit`` of ``final_metrics.json`` is the
+    wall time."""
 
     def __init__(self):
         self.sequences = self.residues = 0
@@ -101,12 +111,34 @@ class ThroughputCallback(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.seconds += time.perf_counter() - self._t0
         self.sequences += len(batch["tokens"])
-        self.residues += int(batch["mask"].sum())
+        self.residues = batch["mask"].sum() + self.residues  # a tensor on the batch's device
 
     def figures(self) -> dict[str, float]:
         s = self.seconds or float("nan")
         return {"time/train_seconds": self.seconds, "time/train_sequences_per_second": self.sequences / s,
-                "time/train_residues_per_second": self.residues / s}
+                "time/train_residues_per_second": int(self.residues) / s}
+
+
+class ValidationTimer(pl.Callback):
+    """Wall seconds of the validation loops inside ``fit`` (the sanity check included), for
+    ``time/validation``; on CUDA the device is synchronised at each loop's start and end (twice per
+    validation, never per step) so that queued training work is not counted as validation."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._t0 = 0.0
+
+    @staticmethod
+    def _now(pl_module) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module):
+        self._t0 = self._now(pl_module)
+
+    def on_validation_end(self, trainer, pl_module):
+        self.seconds += self._now(pl_module) - self._t0
 
 
 def _sample(rows: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -83,7 +83,9 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optim_cfg = self.hparams.config["optim"]
-        optimizer = torch.optim.Adam(self.parameters(), lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
+        # fused: one kernel per step on CUDA instead of several per parameter group (same update)
+        optimizer = torch.optim.Adam(self.parameters(), lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"],
+                                     fused=True if self.device.type == "cuda" else None)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = lr_schedule(total, optim_cfg["warmup_steps"], optim_cfg["final_lr_fraction"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

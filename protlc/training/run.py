@@ -37,11 +37,11 @@ from protlc.errors import ConfigError, TrainingInterrupted
 from protlc.losses import build_loss
 from protlc.model import ProtCNNConfig, get_preset
 from protlc.calibration import write_calibration
-from protlc.training.callbacks import DynamicsCallback, ThroughputCallback
+from protlc.training.callbacks import DynamicsCallback, ThroughputCallback, ValidationTimer
 from protlc.training.classify import ClassifierModule
 from protlc.training.config import check_values, dump_config
 from protlc.metrics import summarize
-from protlc.inference import predict_proba
+from protlc.inference import compile_model, predict_proba
 from protlc.training import plots
 
 CHECKPOINTS = "checkpoints"
@@ -195,6 +195,7 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
         ConfigError: bad config, non-empty run dir without ``resume``, nothing to resume.
         InputError: ``dataset_dir`` is not a prepared dataset.
     """
+    entered = time.perf_counter()
     check_values(config)
     out = Path(out_dir)
     dataset_dir = Path(dataset_dir)
@@ -211,18 +212,22 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
 
     encoded = {s: EncodedSequences(df[col.SEQUENCE].tolist(), df[col.LABEL].to_numpy()) for s, df in splits.items()}
     datamodule = FamilyDataModule(encoded["train"], encoded["dev"], config["data"]["batch_size"], config["seed"],
-                                  config["data"]["num_workers"], config["eval"]["batch_size"])
+                                  config["data"]["num_workers"], config["eval"]["batch_size"],
+                                  config["data"]["tokens_per_batch"], config["eval"]["tokens_per_batch"],
+                                  config["data"]["width_multiple"])
     module = ClassifierModule(model_config, labels, config)
     if config["trainer"]["compile"]:
-        module.model.compile()
+        compile_model(module.model)  # one graph for all bucket shapes (no recompiling per batch)
 
-    throughput = ThroughputCallback()
-    callbacks = [throughput, *(extra_callbacks or [])]
+    throughput, validation = ThroughputCallback(), ValidationTimer()
+    callbacks = [throughput, validation, *(extra_callbacks or [])]
     train_df = splits["train"]
+    dynamics = None
     if col.IS_NOISY in train_df and col.CLEAN_LABEL in train_df:
-        callbacks.append(DynamicsCallback(
+        callbacks.append(dynamics := DynamicsCallback(
             out / "dynamics.csv", train_df, splits["test"], config["dynamics"]["every_n_steps"],
-            config["dynamics"]["max_examples"], seed=config["seed"], batch_size=config["eval"]["batch_size"]))
+            config["dynamics"]["max_examples"], seed=config["seed"], batch_size=config["eval"]["batch_size"],
+            tokens_per_batch=config["eval"]["tokens_per_batch"], width_multiple=config["data"]["width_multiple"]))
     trainer = make_trainer(config, out, callbacks)  # before the run dir exists: bad settings leave nothing
     out.mkdir(parents=True, exist_ok=True)
     if is_rank_zero:
@@ -234,10 +239,13 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     if not trainer.is_global_zero:
         return None
 
-    metrics, probs = evaluate_final(module.model, splits, encoded, config)
+    evaluated = time.perf_counter()
+    model = module.model.to(trainer.strategy.root_device)  # Lightning hands the module back on the CPU
+    metrics, probs = evaluate_final(model, splits, encoded, config)
     metrics["dev/unknown_threshold"] = write_calibration(out, probs["dev"])
+    final_seconds = time.perf_counter() - evaluated
     metrics["time/fit_seconds"] = fit_seconds
-    if torch.cuda.is_available() and next(module.model.parameters()).is_cuda:
+    if next(model.parameters()).is_cuda:
         metrics["gpu/peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         metrics["gpu/name"] = torch.cuda.get_device_name()
     metrics.update(throughput.figures())
@@ -245,9 +253,26 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     metrics["optimizer_steps"] = trainer.global_step
     if hasattr(module.loss_fn, "emphasis_mode"):  # DM: the p(y|x) that gets the largest update
         metrics["loss/emphasis_mode"] = module.loss_fn.emphasis_mode
-    atomic_write_text(out / "final_metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    plotted = time.perf_counter()
     plots.write_run_plots(out)
+    metrics.update(phase_times(started - entered, fit_seconds, validation.seconds,
+                               dynamics.seconds if dynamics is not None else 0.0, final_seconds,
+                               time.perf_counter() - plotted, time.perf_counter() - entered))
+    atomic_write_text(out / "final_metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+def phase_times(startup: float, fit: float, validation: float, dynamics: float, final_evaluation: float,
+                plots: float, total: float) -> dict[str, float]:
+    """Where a run's wall time went (seconds). ``time/startup`` (data, model, trainer), ``time/fit``
+    (Lightning's fit: training steps, data loading, checkpoints, plus ``time/validation`` and
+    ``time/dynamics``, which happen inside it), ``time/training`` (fit without those two),
+    ``time/final_evaluation`` (final metrics and calibration on all splits), ``time/plots``;
+    startup + training + validation + dynamics + final_evaluation + plots = ``time/total``, the wall
+    time of the run up to writing ``final_metrics.json``."""
+    return {"time/startup": startup, "time/fit": fit, "time/validation": validation, "time/dynamics": dynamics,
+            "time/training": fit - validation - dynamics, "time/final_evaluation": final_evaluation,
+            "time/plots": plots, "time/total": total}
 
 
 def evaluate_final(model: torch.nn.Module, splits: dict, encoded: dict, config: dict
@@ -263,7 +288,8 @@ def evaluate_final(model: torch.nn.Module, splits: dict, encoded: dict, config: 
     all_probs = {}
     for split in col.SPLITS:
         df = splits[split]
-        probs = all_probs[split] = predict_proba(model, encoded[split], config["eval"]["batch_size"], device, precision)
+        probs = all_probs[split] = predict_proba(model, encoded[split], config["eval"]["batch_size"], device, precision,
+                                                 config["eval"]["tokens_per_batch"], config["data"]["width_multiple"])
         metrics.update(summarize(probs, df[col.LABEL].to_numpy(), split))
         if split == "train" and col.CLEAN_LABEL in df:
             clean = df[col.CLEAN_LABEL].to_numpy()
