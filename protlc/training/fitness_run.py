@@ -44,7 +44,7 @@ from protlc.training.fitness import FitnessModule, check_monitor
 from protlc.inference import model_outputs
 from protlc.training.plots import save_figure
 from protlc.validate import number, whole
-from protlc.training.run import check_run_dir, fit, make_trainer
+from protlc.training.run import check_run_dir, fit, make_trainer, read_resume_checkpoint
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
 PARTS = dms_splits.PART_NAMES
@@ -222,6 +222,8 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
                                 mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed)
     out = Path(out_dir)
     last = check_run_dir(out, resume)
+    if last is not None:
+        read_resume_checkpoint(last, "fitness")
     check_values(config, DMS_RULES)
     stopping = config["early_stopping"]
     mode = check_monitor(stopping["monitor"])

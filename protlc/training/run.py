@@ -13,7 +13,8 @@ Layout (see DESIGN.md)::
 
 from __future__ import annotations
 
-import contextlib
+import csv
+import io
 import json
 import logging
 import signal
@@ -22,9 +23,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
@@ -33,9 +35,10 @@ from protlc.atomic import atomic_path, atomic_write_text
 from protlc.data import store
 from protlc.data.loading import EncodedSequences
 from protlc.training.datamodule import FamilyDataModule
-from protlc.errors import ConfigError, TrainingInterrupted
+from protlc.errors import CheckpointError, ConfigError, TrainingInterrupted
 from protlc.losses import build_loss
 from protlc.model import ProtCNNConfig, get_preset
+from protlc.model.checkpoint import PROTLC_KEY, read_checkpoint
 from protlc.calibration import write_calibration
 from protlc.training.callbacks import DynamicsCallback, ThroughputCallback
 from protlc.training.classify import ClassifierModule
@@ -46,6 +49,9 @@ from protlc.training import plots
 
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
+METRICS = "metrics.csv"
+FINISHED = "final_metrics.json"  # written last: its presence marks a finished run
+METRICS_ROWS = "protlc_metrics_rows"  # checkpoint key: metrics.csv rows logged before the checkpoint
 
 
 def resolve(config: dict, num_classes: int) -> dict:
@@ -63,6 +69,9 @@ def resolve(config: dict, num_classes: int) -> dict:
 def check_run_dir(out: Path, resume: bool) -> Path | None:
     last = out / CHECKPOINTS / LAST
     if resume:
+        if (out / FINISHED).is_file():
+            raise ConfigError(f"--resume: {out} is a finished run ({FINISHED} exists), there is nothing to resume; "
+                              "start a new run with another --out")
         if not last.is_file():
             raise ConfigError(f"--resume: no {CHECKPOINTS}/{LAST} in {out}; start a new run without --resume")
         return last
@@ -71,28 +80,126 @@ def check_run_dir(out: Path, resume: bool) -> Path | None:
     return None
 
 
-@contextlib.contextmanager
-def metrics_kept_on_resume(out: Path, last: Path | None):
-    """Lightning's CSVLogger starts ``metrics.csv`` afresh; on resume put the rows logged before the
-    checkpoint's step back in front of the new ones (rows after it belong to the replayed part)."""
-    path = out / "metrics.csv"
-    earlier = pd.read_csv(path) if last is not None and path.is_file() else None
-    try:
-        yield
-    finally:
-        _put_back_metrics(path, earlier, last)
+def read_resume_checkpoint(last: Path, task: str) -> dict:
+    """The checkpoint ``--resume`` continues from, read with the safe loader before anything in the run
+    directory is touched.
+
+    Raises:
+        CheckpointError: truncated or corrupt, unsafe to load, not protlc's, made for another task, or
+            without Lightning's training state.
+    """
+    ckpt = read_checkpoint(last)
+    found = ckpt[PROTLC_KEY].get("task")
+    if found != task:
+        raise CheckpointError(f"{last}: --resume needs a {task!r} checkpoint, this one is {found!r}")
+    if not isinstance(ckpt.get("global_step"), int) or "loops" not in ckpt:
+        raise CheckpointError(f"{last}: holds no training state (global step, loops) to resume from")
+    return ckpt
 
 
-def _put_back_metrics(path: Path, earlier: pd.DataFrame | None, last: Path | None) -> None:
-    if earlier is None or rank_zero_only.rank != 0 or not path.is_file() or "step" not in earlier:
+class _MetricsWriter(ExperimentWriter):
+    """Lightning's ``metrics.csv`` writer, made safe against a kill at any point.
+
+    Lightning's writer deletes ``metrics.csv`` when it starts and rewrites it in place when new columns
+    appear. This one never deletes it (on resume it already holds exactly the rows logged before the
+    checkpoint, see :func:`_start_metrics`), appends under the existing header, and rewrites the file
+    through a temporary file and a rename when the header grows.
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        self.rows_written = 0
+        path = Path(self.metrics_file_path)
+        if path.is_file():
+            with open(path, newline="") as fh:
+                reader = csv.reader(fh)
+                self.metrics_keys = [k for k in next(reader, []) if k]
+                self.rows_written = sum(1 for _ in reader)
+
+    def save(self) -> None:
+        pending = len(self.metrics)
+        super().save()
+        self.rows_written += pending
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with open(self.metrics_file_path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        _write_csv(Path(self.metrics_file_path), fieldnames, rows)
+
+
+class _CSVLogger(pl.loggers.CSVLogger):
+    """:class:`pytorch_lightning.loggers.CSVLogger` with :class:`_MetricsWriter`."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _MetricsWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _MetricsWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class _MetricsRowsInCheckpoint(pl.Callback):
+    """Records in every checkpoint how many ``metrics.csv`` rows were logged before it (flushing them
+    first), so that ``--resume`` keeps exactly those rows and drops the ones of the replayed part."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        if not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, _CSVLogger):
+                logger.save()
+                checkpoint[METRICS_ROWS] = int(logger.experiment.rows_written)
+
+
+def _write_csv(path: Path, fieldnames: list[str], rows: list[dict]) -> None:
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path, durable=True) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            fh.write(buf.getvalue())
+
+
+def _start_metrics(path: Path, last: Path | None) -> None:
+    """Before Lightning starts: a new run starts without ``metrics.csv`` (one left by a start that failed
+    before its first checkpoint is dropped); a resumed run keeps the rows logged before the checkpoint
+    and drops those of the part that is replayed (and a row cut short by a kill), in one atomic rewrite,
+    so that the earlier rows are on disk whenever the process dies.
+
+    Kept: the rows logged before the checkpoint (it records how many, :class:`_MetricsRowsInCheckpoint`)
+    and, after them, those of the checkpoint's epoch (Lightning logs the epoch's training means after
+    saving). For checkpoints without that count: rows of the epochs up to the checkpoint's, and rows
+    without an epoch (dynamics, lr) before its step.
+    """
+    if last is None:
+        path.unlink(missing_ok=True)
         return
-    later = pd.read_csv(path)
-    step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
-    if len(later) and "step" in later:
-        step = min(step, int(later["step"].min()))
-    merged = pd.concat([earlier[earlier["step"] < step], later], ignore_index=True)
-    with atomic_path(path) as tmp:
-        merged.to_csv(tmp, index=False)
+    if not path.is_file():
+        return
+    ckpt = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    with open(path, newline="") as fh:
+        text = fh.read()
+    if not text.endswith("\n"):  # a kill while a row was appended: that row belongs to the replayed part
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = list(reader)
+    step, epoch = int(ckpt["global_step"]), int(ckpt["epoch"])
+    logged = ckpt.get(METRICS_ROWS)
+    if isinstance(logged, int):
+        rows = rows[:logged] + [row for row in rows[logged:] if row.get("epoch") and _before(row, step, epoch)]
+    else:
+        rows = [row for row in rows if _before(row, step, epoch)]
+    _write_csv(path, [k for k in reader.fieldnames or [] if k], rows)
+
+
+def _before(row: dict, step: int, epoch: int) -> bool:
+    try:
+        if row.get("epoch"):
+            return int(float(row["epoch"])) <= epoch
+        return int(float(row.get("step") or "")) < step
+    except ValueError:
+        return False
 
 
 def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule, out: Path,
@@ -104,16 +211,17 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
             raises SystemExit (status 0 after SIGTERM, as if the run had finished); this turns it into
             an error that says how to continue.
     """
-    with metrics_kept_on_resume(out, last):
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
-        except SystemExit:
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C from here on
-            raise TrainingInterrupted(
-                f"{out}: training interrupted at epoch {trainer.current_epoch}; {CHECKPOINTS}/{LAST} holds the "
-                "last finished epoch: rerun the same command with --resume to continue") from None
-        finally:
-            _close_progress_bars(trainer)
+    if rank_zero_only.rank == 0:
+        _start_metrics(out / METRICS, last)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
+    except SystemExit:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C from here on
+        raise TrainingInterrupted(
+            f"{out}: training interrupted at epoch {trainer.current_epoch}; {CHECKPOINTS}/{LAST} holds the "
+            "last finished epoch: rerun the same command with --resume to continue") from None
+    finally:
+        _close_progress_bars(trainer)
 
 
 def _close_progress_bars(trainer: pl.Trainer) -> None:
@@ -136,9 +244,9 @@ class _NoAdverts(logging.Filter):
 def _silence_lightning_noise() -> None:
     """Lightning messages that mislead or distract users of every run (idempotent).
 
-    The run dir already holds config.yaml when the loggers start, so CSVLogger warns that "previous log
-    files will be deleted", which is untrue (it only rewrites metrics.csv, see metrics_kept_on_resume);
-    the same for the checkpoint dir on resume. The LeafSpec notice is about torch internals; the Tip is an
+    The run dir already holds config.yaml when the loggers start, so Lightning's CSVLogger would warn that
+    "previous log files will be deleted" (untrue of :class:`_CSVLogger`); the same for the checkpoint dir
+    on resume. The LeafSpec notice is about torch internals; the Tip is an
     advert.
     """
     warnings.filterwarnings("ignore", message="(Experiment logs|Checkpoint) directory .* exists and is not empty")
@@ -154,7 +262,7 @@ def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/a
     (best by ``monitor``/``mode``), settings from ``config["trainer"]``. Shared by train and train-dms."""
     t = config["trainer"]
     _silence_lightning_noise()
-    loggers = [pl.loggers.CSVLogger(out, name="", version="")]
+    loggers = [_CSVLogger(out, name="", version="")]
     try:  # TensorBoard when installed
         import tensorboard  # noqa: F401
 
@@ -167,7 +275,7 @@ def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/a
     common = dict(dirpath=out / CHECKPOINTS, save_top_k=1, auto_insert_metric_name=False,
                   enable_version_counter=False, save_on_train_epoch_end=True)
     checkpoints = [pl.callbacks.ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common),
-                   pl.callbacks.ModelCheckpoint(filename="last", monitor=None, **common)]
+                   pl.callbacks.ModelCheckpoint(filename="last", monitor=None, **common), _MetricsRowsInCheckpoint()]
     try:
         return pl.Trainer(
             default_root_dir=out, max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
@@ -201,8 +309,12 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     # Under DDP, Lightning re-launches this command for the other ranks; only rank 0 owns the run dir.
     is_rank_zero = rank_zero_only.rank == 0
     last = check_run_dir(out, resume) if is_rank_zero else (out / CHECKPOINTS / LAST if resume else None)
+    resumed = read_resume_checkpoint(last, "classify") if last is not None and is_rank_zero else None
     splits = {s: store.read_split(dataset_dir, s) for s in col.SPLITS}
     labels = store.read_labels(dataset_dir)
+    if resumed is not None and list(resumed.get("hyper_parameters", {}).get("labels", labels)) != labels:
+        raise CheckpointError(f"{last}: trained on other families than {dataset_dir / store.LABELS_FILE}; "
+                              "resume with the dataset the run started with")
     config = resolve(config, len(labels))
     config["dataset"] = str(dataset_dir.resolve())
     model_config = {k: v for k, v in config["model"].items() if k != "preset"}

@@ -1,0 +1,171 @@
+"""Nothing lost, nothing half-made (issue 16): resume, checkpoints, outputs and inputs under faults.
+
+After every fault the invariants are: no half-written output file, earlier outputs and metrics intact,
+and the command either succeeds or prints one line with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import fractions
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import pytorch_lightning as pl
+import torch
+from click.testing import CliRunner
+from conftest import CrashAtEpoch
+
+from protlc.cli import cli
+from protlc.data.prepare import PrepareOptions, prepare_dataset
+from protlc.training.config import load_config
+from protlc.training.run import train
+
+REPO = Path(__file__).resolve().parents[1]
+TIMING_KEYS = ("time/", "gpu/")
+
+
+def _prepare(tmp: Path, families: slice, name: str, **options) -> Path:
+    """A small prepared dataset of real Pfam families from the embedded 16-family sample."""
+    df = pd.read_csv(REPO / "data" / "exthomfam_16fam.tsv", sep="\t")
+    keep = sorted(df["family_id"].unique())[families]
+    source = tmp / f"{name}.tsv"
+    df[df["family_id"].isin(keep)].to_csv(source, sep="\t", index=False)
+    prepare_dataset([source], tmp / name, PrepareOptions(**options), progress=False)
+    return tmp / name
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """6 real families, symmetric label noise 0.3 + crop noise (as in test_train)."""
+    return _prepare(tmp_path_factory.mktemp("data"), slice(0, 6), "ds", label_noise=0.3, crop_noise=0.2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def other_dataset(tmp_path_factory) -> Path:
+    """6 other real families: a run started on ``dataset`` must not resume on it."""
+    return _prepare(tmp_path_factory.mktemp("other"), slice(6, 12), "ds", seed=3)
+
+
+def tiny_config(**overrides) -> dict:
+    items = {"model.preset": "tiny", "trainer.max_epochs": 3, "data.batch_size": 16, "dynamics.every_n_steps": 4,
+             "optim.warmup_steps": 2, "trainer.log_every_n_steps": 2, "trainer.progress_bar": False, **overrides}
+    return load_config([], [f"{k}={v}" for k, v in items.items()])
+
+
+TINY_FLAGS = ["--preset", "tiny", "--max-epochs", "3", "--batch-size", "16", "--set", "dynamics.every_n_steps=4",
+              "--set", "optim.warmup_steps=2", "--set", "trainer.log_every_n_steps=2",
+              "--set", "trainer.progress_bar=false"]
+
+
+def comparable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith(TIMING_KEYS)}
+
+
+@pytest.fixture(scope="module")
+def whole_run(dataset, tmp_path_factory) -> tuple[Path, dict]:
+    """An uninterrupted 3-epoch run: the reference every interrupted one must reach."""
+    run = tmp_path_factory.mktemp("whole") / "run"
+    return run, train(dataset, run, tiny_config())
+
+
+@pytest.fixture(scope="module")
+def killed_run(dataset, tmp_path_factory) -> Path:
+    """The same run killed at the start of epoch 2: last.ckpt holds epoch 1, metrics.csv epochs 0 and 1."""
+    run = tmp_path_factory.mktemp("killed") / "run"
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(dataset, run, tiny_config(), extra_callbacks=[CrashAtEpoch(2)])
+    return run
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` (but the lock file) and its bytes."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *needles: str, exit_code: int | None = None) -> str:
+    """The command failed with exactly one line, ``protlc: error: ...``, containing every needle."""
+    assert result.exit_code != 0, result.output
+    if exit_code is not None:
+        assert result.exit_code == exit_code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("protlc: error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. --resume never loses metrics.csv rows, and refuses what it cannot continue before touching anything
+
+
+def test_resume_of_a_finished_run_refuses_in_one_line_and_keeps_everything(dataset, whole_run, tmp_path):
+    run = copy_run(whole_run[0], tmp_path)
+    before = snapshot(run)
+    result = invoke("train", dataset, "--out", run, "--resume", *TINY_FLAGS)
+    assert_one_line_error(result, "finished run", "final_metrics.json", exit_code=2)
+    assert snapshot(run) == before  # final_metrics.json not rewritten (no NaN throughput), rows all there
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _unsafe(path: Path) -> None:
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["extra"] = fractions.Fraction(1, 3)  # an arbitrary Python object: weights_only refuses to unpickle it
+    torch.save(ckpt, path)
+
+
+@pytest.mark.parametrize(("damage", "message"), [(_truncated, "not a readable checkpoint"),
+                                                 (_unsafe, "refused to load")])
+def test_resume_refuses_a_damaged_last_ckpt_before_touching_the_run_dir(dataset, killed_run, tmp_path, damage,
+                                                                        message):
+    run = copy_run(killed_run, tmp_path)
+    damage(run / "checkpoints" / "last.ckpt")
+    before = snapshot(run)
+    result = invoke("train", dataset, "--out", run, "--resume", *TINY_FLAGS)
+    assert_one_line_error(result, "last.ckpt", message, exit_code=3)
+    assert snapshot(run) == before
+
+
+def test_resume_refuses_a_checkpoint_of_another_dataset_before_touching_the_run_dir(other_dataset, killed_run,
+                                                                                   tmp_path):
+    run = copy_run(killed_run, tmp_path)
+    before = snapshot(run)
+    result = invoke("train", other_dataset, "--out", run, "--resume", *TINY_FLAGS)
+    assert_one_line_error(result, "last.ckpt", "other families", exit_code=3)
+    assert snapshot(run) == before
+
+
+class MetricsOnDisk(pl.Callback):
+    """What a kill -9 would leave: the epochs in metrics.csv on disk after every training batch."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.seen: list[list[int]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        epochs = pd.read_csv(self.path)["epoch"].dropna() if self.path.is_file() else pd.Series(dtype=float)
+        self.seen.append(sorted(int(e) for e in epochs.unique()))
+
+
+def test_earlier_metrics_rows_stay_on_disk_throughout_a_resumed_run(dataset, whole_run, killed_run, tmp_path):
+    run = copy_run(killed_run, tmp_path)
+    watch = MetricsOnDisk(run / "metrics.csv")
+    resumed = train(dataset, run, tiny_config(), resume=True, extra_callbacks=[watch])
+    assert watch.seen and all(seen[:2] == [0, 1] for seen in watch.seen), watch.seen
+    assert comparable(resumed) == comparable(whole_run[1])
+    # every row of the uninterrupted run, once, in order, with the same values
+    pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv"), pd.read_csv(whole_run[0] / "metrics.csv"))
