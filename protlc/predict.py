@@ -21,7 +21,7 @@ import pandas as pd
 
 from protlc import columns as col
 from protlc.calibration import find_calibrated_threshold
-from protlc.data.chunks import ChunkWriter, iter_sequence_chunks
+from protlc.data.chunks import ChunkWriter, check_not_input, iter_sequence_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.errors import ConfigError
 from protlc.inference import check_device, predict_proba
@@ -67,6 +67,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
         ConfigError: bad ``top_k`` or threshold.
     """
     checkpoint = Path(checkpoint)
+    check_not_input(out_path, input_path, checkpoint)
     if top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {top_k}")
     if batch_size < 1:

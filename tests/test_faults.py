@@ -169,3 +169,86 @@ def test_earlier_metrics_rows_stay_on_disk_throughout_a_resumed_run(dataset, who
     assert comparable(resumed) == comparable(whole_run[1])
     # every row of the uninterrupted run, once, in order, with the same values
     pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv"), pd.read_csv(whole_run[0] / "metrics.csv"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DMS fixtures: a tiny fitness model on 600 real Pab1 variants (skipped without ../shared/data)
+
+PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"
+PAB1_OFFSET = 126
+TINY_DMS = ["model.preset=tiny", "model.filters=16", "model.dilations=[1, 2]", "head.channels=2", "head.hidden=16",
+            "head.dropout=0.0", "trainer.max_epochs=2", "data.batch_size=64", "trainer.log_every_n_steps=5",
+            "trainer.progress_bar=false", "early_stopping.patience=10"]
+
+
+@pytest.fixture(scope="module")
+def dms_table(shared_dir, tmp_path_factory) -> Path:
+    table = pd.read_csv(shared_dir / "dms" / "nn4dms" / "pab1" / "pab1.tsv", sep="\t")
+    path = tmp_path_factory.mktemp("pab1") / "pab1_600.tsv"
+    table.sample(600, random_state=0).to_csv(path, sep="\t", index=False)
+    return path
+
+
+def dms_config(*extra: str) -> dict:
+    from protlc.training.fitness_run import load_dms_config
+
+    return load_dms_config(overrides=[*TINY_DMS, *extra])
+
+
+@pytest.fixture(scope="module")
+def dms_killed_run(dms_table, tmp_path_factory) -> Path:
+    """A train-dms run killed at the start of epoch 1 (last.ckpt holds epoch 0)."""
+    from protlc.training.fitness_run import train_dms
+
+    run = tmp_path_factory.mktemp("dms") / "run"
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_dms(dms_table, run, PAB1_WT, dms_config(), offset=PAB1_OFFSET, seed=3,
+                  extra_callbacks=[CrashAtEpoch(1)])
+    return run
+
+
+@pytest.fixture(scope="module")
+def fitness_checkpoint(dms_killed_run) -> Path:
+    return dms_killed_run / "checkpoints" / "last.ckpt"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. predict / score refuse an output path that is the input
+
+
+@pytest.fixture
+def sequences_csv(dataset, tmp_path) -> Path:
+    path = tmp_path / "seqs.csv"
+    pd.read_parquet(dataset / "test.parquet")[["sequence_name", "sequence"]].to_csv(path, index=False)
+    return path
+
+
+def _alias(path: Path, how: str) -> Path:
+    if how == "same":
+        return path
+    alias = path.with_name(f"{how}_{path.name}")
+    (alias.symlink_to if how == "symlink" else alias.hardlink_to)(path)
+    return alias
+
+
+def _no_temp_files(directory: Path) -> bool:
+    return not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+def test_predict_refuses_to_write_over_its_input(whole_run, sequences_csv, how):
+    before = sequences_csv.read_bytes()
+    out = _alias(sequences_csv, how)
+    result = invoke("predict", whole_run[0] / "checkpoints" / "last.ckpt", sequences_csv, "--out", out)
+    assert_one_line_error(result, "--out", "is the input", exit_code=2)
+    assert sequences_csv.read_bytes() == before and _no_temp_files(sequences_csv.parent)
+
+
+@pytest.mark.parametrize("how", ["same", "symlink"])
+def test_score_refuses_to_write_over_its_library(fitness_checkpoint, dms_table, tmp_path, how):
+    library = tmp_path / "library.tsv"
+    shutil.copy(dms_table, library)
+    before = library.read_bytes()
+    result = invoke("score", fitness_checkpoint, library, "--out", _alias(library, how), "--no-progress")
+    assert_one_line_error(result, "--out", "is the input", exit_code=2)
+    assert library.read_bytes() == before and _no_temp_files(tmp_path)
