@@ -252,3 +252,94 @@ def test_score_refuses_to_write_over_its_library(fitness_checkpoint, dms_table, 
     result = invoke("score", fitness_checkpoint, library, "--out", _alias(library, how), "--no-progress")
     assert_one_line_error(result, "--out", "is the input", exit_code=2)
     assert library.read_bytes() == before and _no_temp_files(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. checkpoints are written atomically: a failed write leaves the previous one loadable
+
+
+class FaultFromEpoch(pl.Callback):
+    """Calls ``inject()`` at the start of training epoch ``epoch`` (after the checkpoint of the one before)."""
+
+    def __init__(self, epoch: int, inject):
+        self.epoch, self.inject = epoch, inject
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            self.inject()
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    from protlc.model.checkpoint import read_checkpoint
+
+    return int(read_checkpoint(path)["epoch"])  # raises CheckpointError when it is not loadable
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_leaves_the_previous_one(dataset, tmp_path, monkeypatch):
+    """The run dir on another file system than TMPDIR (a rename there fails with EXDEV, so a move is a
+    copy) and its disk fills up while the epoch-1 checkpoint is written: the training may fail, but
+    last.ckpt is never half a file."""
+    import errno
+    import os
+
+    rename, copyfile = os.rename, shutil.copyfile
+
+    def cross_device_rename(src, dst, *args, **kwargs):
+        if str(dst).endswith(".ckpt"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return rename(src, dst, *args, **kwargs)
+
+    def disk_fills_up(src, dst, *args, **kwargs):
+        if not str(dst).endswith(".ckpt"):
+            return copyfile(src, dst, *args, **kwargs)
+        data = Path(src).read_bytes()
+        Path(dst).write_bytes(data[: len(data) // 3])
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    def inject():
+        monkeypatch.setattr(os, "rename", cross_device_rename)
+        monkeypatch.setattr(shutil, "copyfile", disk_fills_up)
+
+    run = tmp_path / "run"
+    try:
+        train(dataset, run, tiny_config(**{"trainer.max_epochs": 2}), extra_callbacks=[FaultFromEpoch(1, inject)])
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert _checkpoint_epoch(run / "checkpoints" / "last.ckpt") in (0, 1)  # loadable: the old one or the new one
+    assert _checkpoint_epoch(run / "checkpoints" / "best.ckpt") in (0, 1)
+
+
+def _full_disk_at_epoch(real_save, epoch: int):
+    """A ``torch.save`` that, for the checkpoints of ``epoch``, writes part of the file and fails with
+    ENOSPC, as a full disk does."""
+    import errno
+    import io
+
+    def save(obj, f, *args, **kwargs):
+        if not (isinstance(obj, dict) and obj.get("epoch") == epoch):
+            return real_save(obj, f, *args, **kwargs)
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        part = buffer.getvalue()[: buffer.tell() // 2]
+        if hasattr(f, "write"):
+            f.write(part)
+        else:
+            Path(f).write_bytes(part)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    return save
+
+
+def test_enospc_during_a_checkpoint_save_keeps_the_previous_last_ckpt_and_resume_recovers(dataset, whole_run,
+                                                                                         tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    monkeypatch.setattr(torch, "save", _full_disk_at_epoch(torch.save, epoch=1))
+    result = invoke("train", dataset, "--out", run, *TINY_FLAGS)
+    assert_one_line_error(result, "No space left on device", exit_code=1)
+    monkeypatch.undo()
+    assert _checkpoint_epoch(run / "checkpoints" / "last.ckpt") == 0  # the previous checkpoint, loadable
+    assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]  # nothing half-written
+    assert not (run / "final_metrics.json").exists()
+    assert sorted(pd.read_csv(run / "metrics.csv")["epoch"].dropna().unique()) == [0, 1]
+    assert comparable(train(dataset, run, tiny_config(), resume=True)) == comparable(whole_run[1])

@@ -25,6 +25,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("protlc: interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # a full disk, a read-only or vanished directory: the system's one line
+            click.echo(f"protlc: error: {exc}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

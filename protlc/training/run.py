@@ -27,6 +27,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
@@ -151,6 +152,27 @@ class _MetricsRowsInCheckpoint(pl.Callback):
                 checkpoint[METRICS_ROWS] = int(logger.experiment.rows_written)
 
 
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file next to the target, fsynced and renamed onto it: a full
+    disk or a kill while writing leaves the previous ``last.ckpt``/``best.ckpt`` intact.
+
+    (Lightning writes through a temporary file in the system's temp directory and moves it, which is a
+    copy onto the target, truncating it first, when the run dir is on another file system.)
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        with atomic_path(path, durable=True) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def _remove_partial_checkpoints(directory: Path) -> None:
+    """Temporary files of checkpoint writes that a kill interrupted (never renamed onto a checkpoint)."""
+    for partial in directory.glob(".*.ckpt.*.tmp") if directory.is_dir() else ():
+        partial.unlink(missing_ok=True)
+
+
 def _write_csv(path: Path, fieldnames: list[str], rows: list[dict]) -> None:
     buf = io.StringIO(newline="")
     writer = csv.DictWriter(buf, fieldnames=fieldnames)
@@ -213,6 +235,7 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
     """
     if rank_zero_only.rank == 0:
         _start_metrics(out / METRICS, last)
+        _remove_partial_checkpoints(out / CHECKPOINTS)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
     except SystemExit:
@@ -282,6 +305,7 @@ def make_trainer(config: dict, out: Path, callbacks: list, monitor: str = "dev/a
             num_nodes=t["num_nodes"], strategy=t["strategy"], precision=t["precision"],
             accumulate_grad_batches=t["accumulate_grad_batches"], gradient_clip_val=t["gradient_clip_val"],
             log_every_n_steps=t["log_every_n_steps"], logger=loggers, callbacks=[*checkpoints, *callbacks],
+            plugins=[_AtomicCheckpointIO()],
             use_distributed_sampler=False, deterministic=False, enable_model_summary=False,
             enable_progress_bar=t.get("progress_bar", True),
         )
