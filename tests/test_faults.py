@@ -343,3 +343,63 @@ def test_enospc_during_a_checkpoint_save_keeps_the_previous_last_ckpt_and_resume
     assert not (run / "final_metrics.json").exists()
     assert sorted(pd.read_csv(run / "metrics.csv")["epoch"].dropna().unique()) == [0, 1]
     assert comparable(train(dataset, run, tiny_config(), resume=True)) == comparable(whole_run[1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. one process at a time in a run directory
+
+
+class LockHolder:
+    """Another process holding ``RUN_DIR/.lock`` (as a running ``protlc train`` does)."""
+
+    CODE = ("import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print('locked', flush=True); time.sleep(600)")
+
+    def __init__(self, run: Path):
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen([sys.executable, "-c", self.CODE, str(run / ".lock")],
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "locked"
+
+    def kill(self) -> None:
+        import os
+        import signal
+
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+def test_a_second_train_on_a_run_dir_in_use_refuses_and_a_killed_holder_never_blocks(dataset, whole_run,
+                                                                                     killed_run, tmp_path):
+    run = copy_run(killed_run, tmp_path)
+    before = snapshot(run)
+    holder = LockHolder(run)
+    try:
+        result = invoke("train", dataset, "--out", run, "--resume", *TINY_FLAGS)
+        assert_one_line_error(result, "in use by another protlc process", exit_code=2)
+        assert snapshot(run) == before
+    finally:
+        holder.kill()  # the lock file stays, but a killed process holds no lock
+    assert (run / ".lock").exists()
+    assert comparable(train(dataset, run, tiny_config(), resume=True)) == comparable(whole_run[1])
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    holder = LockHolder(fresh)  # a new run whose directory another process has just created and locked
+    try:
+        assert_one_line_error(invoke("train", dataset, "--out", fresh, *TINY_FLAGS), "in use", exit_code=2)
+    finally:
+        holder.kill()
+
+
+def test_a_second_train_dms_on_a_run_dir_in_use_refuses(dms_table, dms_killed_run, tmp_path):
+    run = copy_run(dms_killed_run, tmp_path)
+    before = snapshot(run)
+    holder = LockHolder(run)
+    try:
+        result = invoke("train-dms", dms_table, "--out", run, "--resume", "--wt", PAB1_WT, "--offset", PAB1_OFFSET)
+        assert_one_line_error(result, "in use by another protlc process", exit_code=2)
+        assert snapshot(run) == before
+    finally:
+        holder.kill()

@@ -44,7 +44,8 @@ from protlc.training.fitness import FitnessModule, check_monitor
 from protlc.inference import model_outputs
 from protlc.training.plots import save_figure
 from protlc.validate import number, whole
-from protlc.training.run import check_run_dir, fit, make_trainer, read_resume_checkpoint
+from protlc.training.run import (RunLock, check_run_dir, fit, lock_new_run_dir, make_trainer,
+                                 read_resume_checkpoint)
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
 PARTS = dms_splits.PART_NAMES
@@ -218,6 +219,14 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
         ConfigError: bad config, non-empty run dir (without ``resume``).
         CheckpointError: ``init`` is not a Pfam classifier checkpoint.
     """
+    with RunLock(out_dir, enabled=pl.utilities.rank_zero_only.rank == 0) as lock:
+        return _train_dms(table, out_dir, wt, config, notation=notation, offset=offset, score_column=score_column,
+                          mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed,
+                          resume=resume, extra_callbacks=extra_callbacks, lock=lock)
+
+
+def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mutant_column, splits_dir, split, init,
+               seed, resume, extra_callbacks, lock: RunLock) -> dict | None:
     config = resolve_dms_config(config, table, notation=notation, offset=offset, score_column=score_column,
                                 mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed)
     out = Path(out_dir)
@@ -256,6 +265,7 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
                  pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"])), *extra_callbacks]
     trainer = make_trainer(config, out, callbacks, monitor=stopping["monitor"], mode=mode)
     out.mkdir(parents=True, exist_ok=True)
+    lock_new_run_dir(out, lock, last)
     atomic_write_text(out / "config.yaml", dump_config(config))
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seed it for this run only

@@ -22,6 +22,11 @@ import time
 import warnings
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not on POSIX: run directories are not locked
+    fcntl = None
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -53,6 +58,7 @@ LAST = "last.ckpt"
 METRICS = "metrics.csv"
 FINISHED = "final_metrics.json"  # written last: its presence marks a finished run
 METRICS_ROWS = "protlc_metrics_rows"  # checkpoint key: metrics.csv rows logged before the checkpoint
+LOCK = ".lock"
 
 
 def resolve(config: dict, num_classes: int) -> dict:
@@ -67,6 +73,46 @@ def resolve(config: dict, num_classes: int) -> dict:
     return config
 
 
+class RunLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.lock`` while a process trains into the run directory, so a
+    second ``train``/``train-dms`` on it refuses instead of writing the same files. The kernel drops the
+    lock when its process ends, however it ends, so a killed run never blocks the next one.
+
+    Use as a context manager; :meth:`acquire` locks once the directory exists (again, for a new run
+    directory, after creating it) and is a no-op while the lock is held.
+    """
+
+    def __init__(self, out: str | Path, enabled: bool = True):
+        self.out = Path(out)
+        self.enabled = enabled and fcntl is not None
+        self._handle = None
+
+    def acquire(self) -> None:
+        """Raises ConfigError when another process holds the lock."""
+        if not self.enabled or self._handle is not None or not self.out.is_dir():
+            return
+        handle = open(self.out / LOCK, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ConfigError(f"run directory {self.out} is in use by another protlc process (it holds "
+                              f"{self.out / LOCK}); wait until it ends, or choose another --out") from None
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file drops the flock
+            self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def check_run_dir(out: Path, resume: bool) -> Path | None:
     last = out / CHECKPOINTS / LAST
     if resume:
@@ -76,9 +122,17 @@ def check_run_dir(out: Path, resume: bool) -> Path | None:
         if not last.is_file():
             raise ConfigError(f"--resume: no {CHECKPOINTS}/{LAST} in {out}; start a new run without --resume")
         return last
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != LOCK for p in out.iterdir()):
         raise ConfigError(f"run directory {out} is not empty; use --resume to continue it or choose another --out")
     return None
+
+
+def lock_new_run_dir(out: Path, lock: RunLock, last: Path | None) -> None:
+    """Lock the run directory just created for a new run, and check again that no other run started in it
+    meanwhile (a resumed run's directory is locked from the start)."""
+    lock.acquire()
+    if last is None:
+        check_run_dir(out, False)
 
 
 def read_resume_checkpoint(last: Path, task: str) -> dict:
@@ -327,10 +381,16 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
         ConfigError: bad config, non-empty run dir without ``resume``, nothing to resume.
         InputError: ``dataset_dir`` is not a prepared dataset.
     """
+    # Under DDP, Lightning re-launches this command for the other ranks; only rank 0 owns the run dir.
+    with RunLock(out_dir, enabled=rank_zero_only.rank == 0) as lock:
+        return _train(dataset_dir, out_dir, config, resume, extra_callbacks, lock)
+
+
+def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bool, extra_callbacks: list | None,
+           lock: RunLock) -> dict | None:
     check_values(config)
     out = Path(out_dir)
     dataset_dir = Path(dataset_dir)
-    # Under DDP, Lightning re-launches this command for the other ranks; only rank 0 owns the run dir.
     is_rank_zero = rank_zero_only.rank == 0
     last = check_run_dir(out, resume) if is_rank_zero else (out / CHECKPOINTS / LAST if resume else None)
     resumed = read_resume_checkpoint(last, "classify") if last is not None and is_rank_zero else None
@@ -362,6 +422,7 @@ def train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: bo
     trainer = make_trainer(config, out, callbacks)  # before the run dir exists: bad settings leave nothing
     out.mkdir(parents=True, exist_ok=True)
     if is_rank_zero:
+        lock_new_run_dir(out, lock, last)
         atomic_write_text(out / "config.yaml", dump_config(config))
 
     started = time.perf_counter()
