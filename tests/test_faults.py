@@ -403,3 +403,52 @@ def test_a_second_train_dms_on_a_run_dir_in_use_refuses(dms_table, dms_killed_ru
         assert snapshot(run) == before
     finally:
         holder.kill()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 5, 6. train checks the prepared dataset it reads, before the run directory exists
+
+
+def _edit_split(dataset: Path, split: str, edit) -> None:
+    import pyarrow.parquet as pq
+
+    from protlc.data import store
+
+    df = store.read_split(dataset, split)
+    df = edit(df.copy())
+    pq.write_table(store.to_table(df), store.split_path(dataset, split))
+
+
+def _edit_labels(dataset: Path, edit) -> None:
+    path = dataset / "labels.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+def _set_row(column, value, row=3):
+    def edit(df):
+        df.loc[row, column] = value
+        return df
+    return edit
+
+
+BAD_DATASETS = {
+    "empty train split": (lambda ds: _edit_split(ds, "train", lambda df: df.iloc[:0]), "train.parquet: no sequences"),
+    "empty sequence": (lambda ds: _edit_split(ds, "train", _set_row("sequence", "")), "empty sequence"),
+    "invalid residue": (lambda ds: _edit_split(ds, "dev", _set_row("sequence", "MKV1LLA")), "invalid residue '1'"),
+    "label out of range": (lambda ds: _edit_split(ds, "train", _set_row("label", 6)), "label 6 is not in"),
+    "labels.json too short": (lambda ds: _edit_labels(ds, lambda labels: labels[:-1]), "label 5 is not in"),
+    "labels.json duplicate": (lambda ds: _edit_labels(ds, lambda labels: [labels[0], *labels[:-1]]), "listed twice"),
+    "labels.json reordered": (lambda ds: _edit_labels(ds, lambda labels: [labels[1], labels[0], *labels[2:]]),
+                              "but the row says"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATASETS))
+def test_train_refuses_a_bad_prepared_dataset_in_one_line_before_the_run_dir_exists(dataset, tmp_path, case):
+    damage, message = BAD_DATASETS[case]
+    bad = Path(shutil.copytree(dataset, tmp_path / "bad"))
+    damage(bad)
+    run = tmp_path / "run"
+    result = invoke("train", bad, "--out", run, *TINY_FLAGS)
+    assert_one_line_error(result, message, exit_code=2)
+    assert not run.exists()

@@ -396,6 +396,7 @@ def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: b
     resumed = read_resume_checkpoint(last, "classify") if last is not None and is_rank_zero else None
     splits = {s: store.read_split(dataset_dir, s) for s in col.SPLITS}
     labels = store.read_labels(dataset_dir)
+    store.check_splits(dataset_dir, splits, labels)
     if resumed is not None and list(resumed.get("hyper_parameters", {}).get("labels", labels)) != labels:
         raise CheckpointError(f"{last}: trained on other families than {dataset_dir / store.LABELS_FILE}; "
                               "resume with the dataset the run started with")
