@@ -452,3 +452,53 @@ def test_train_refuses_a_bad_prepared_dataset_in_one_line_before_the_run_dir_exi
     result = invoke("train", bad, "--out", run, *TINY_FLAGS)
     assert_one_line_error(result, message, exit_code=2)
     assert not run.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 7. --resume refuses to change what defines the model or the data
+
+
+@pytest.fixture(scope="module")
+def reshuffled_dataset(tmp_path_factory) -> Path:
+    """The same 6 families as ``dataset`` (identical labels.json), split and noised with another seed."""
+    return _prepare(tmp_path_factory.mktemp("reshuffled"), slice(0, 6), "ds", label_noise=0.3, crop_noise=0.2, seed=4)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--loss", "proselflc_at"], "loss.name was 'cce' when the run started, now 'proselflc_at'"),
+    (["--set", "model.filters=32"], "model.filters was 16 when the run started, now 32"),
+    (["--preset", "small"], "model.preset was 'tiny' when the run started, now 'small'"),
+    (["--set", "loss.name=ls", "--set", "loss.epsilon=0.2"], "loss.name was 'cce'"),
+    ("reshuffled", "is not the data the run started with"),
+])
+def test_resume_refuses_another_model_loss_or_dataset_in_one_line(dataset, reshuffled_dataset, killed_run, tmp_path,
+                                                                  flags, message):
+    run = copy_run(killed_run, tmp_path)
+    before = snapshot(run)
+    data = reshuffled_dataset if flags == "reshuffled" else dataset
+    extra = [] if flags == "reshuffled" else flags
+    result = invoke("train", data, "--out", run, "--resume", *TINY_FLAGS, *extra)
+    assert_one_line_error(result, "--resume: ", message, exit_code=2)
+    assert snapshot(run) == before
+
+
+def test_resume_accepts_a_moved_dataset_and_a_longer_run(dataset, killed_run, tmp_path):
+    run = copy_run(killed_run, tmp_path)
+    moved = Path(shutil.copytree(dataset, tmp_path / "moved"))
+    result = invoke("train", moved, "--out", run, "--resume", *TINY_FLAGS, "--max-epochs", "4")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "final_metrics.json").read_text())["epochs"] == 4
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--set", "head.hidden=32"], "head.hidden was 16 when the run started, now 32"),
+    (["--split", "positional"], "split.kind was 'random' when the run started, now 'positional'"),
+    (["--split-seed", "5"], "split.seed was 0 when the run started, now 5"),
+])
+def test_train_dms_resume_refuses_another_model_or_data_in_one_line(dms_table, dms_killed_run, tmp_path, flags,
+                                                                    message):
+    run = copy_run(dms_killed_run, tmp_path)
+    before = snapshot(run)
+    result = invoke("train-dms", dms_table, "--out", run, "--resume", "--wt", PAB1_WT, "--offset", PAB1_OFFSET, *flags)
+    assert_one_line_error(result, "--resume: ", message, exit_code=2)
+    assert snapshot(run) == before

@@ -30,6 +30,7 @@ so preparing the same inputs with the same options gives byte-identical files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -236,6 +237,22 @@ def check_splits(dataset_dir: str | Path, splits: dict[str, pd.DataFrame], label
                     raise InputError(f"{path}, record {names[row]!r}: {column} {int(values[row])} is "
                                      f"{families[values[row]]!r} in {labels_path}, but the row says "
                                      f"{df[family_column].iloc[row]!r}; prepare the dataset again")
+
+
+def fingerprint(*paths: str | Path) -> str:
+    """sha256 over the bytes of ``paths`` (a dataset: :func:`dataset_files`; a DMS table: the table)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_files(dataset_dir: str | Path) -> list[Path]:
+    """The files that identify a prepared dataset: its manifest (sources with their sha256, split, noise,
+    seeds, counts) and its label vocabulary."""
+    return [_require_dataset(dataset_dir, MANIFEST_FILE), _require_dataset(dataset_dir, LABELS_FILE)]
 
 
 def read_manifest(dataset_dir: str | Path) -> dict:

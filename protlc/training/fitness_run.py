@@ -44,10 +44,12 @@ from protlc.training.fitness import FitnessModule, check_monitor
 from protlc.inference import model_outputs
 from protlc.training.plots import save_figure
 from protlc.validate import number, whole
-from protlc.training.run import (RunLock, check_run_dir, fit, lock_new_run_dir, make_trainer,
-                                 read_resume_checkpoint)
+from protlc.data import store
+from protlc.training.run import (DATA_SHA256, RecordInCheckpoint, RunLock, check_resume_unchanged, check_run_dir,
+                                 fit, lock_new_run_dir, make_trainer, read_resume_checkpoint)
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
+RESUME_FIXED = ("model", "head", "dms", "split")  # what --resume must not change (check_resume_unchanged)
 PARTS = dms_splits.PART_NAMES
 ADDITIVE_START_PREFIX = "additive_start/"
 
@@ -231,8 +233,7 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
                                 mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed)
     out = Path(out_dir)
     last = check_run_dir(out, resume)
-    if last is not None:
-        read_resume_checkpoint(last, "fitness")
+    resumed = read_resume_checkpoint(last, "fitness") if last is not None else None
     check_values(config, DMS_RULES)
     stopping = config["early_stopping"]
     mode = check_monitor(stopping["monitor"])
@@ -241,6 +242,9 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
                            dms["score_column"], dms["mutant_column"])
     wild_type = frame.attrs["wild_type"]
     dms.update(wild_type=wild_type, notation=frame.attrs["notation"], offset=int(frame.attrs["offset"]))
+    data_sha256 = store.fingerprint(table)
+    if resumed is not None:
+        check_resume_unchanged(resumed, config, data_sha256, RESUME_FIXED, data_key="dms.table")
     parts = make_split(frame, config["split"]).parts()
     sequences = frame[MUTATED_SEQUENCE].to_numpy()
     scores = frame[SCORE].to_numpy()
@@ -261,7 +265,8 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
     datamodule = FamilyDataModule(encoded["train"], encoded["tune"], config["data"]["batch_size"], config["seed"],
                                   config["data"]["num_workers"], config["eval"]["batch_size"])
     throughput = ThroughputCallback()
-    callbacks = [throughput, pl.callbacks.LearningRateMonitor(logging_interval="epoch"),
+    callbacks = [throughput, RecordInCheckpoint({DATA_SHA256: data_sha256}),
+                 pl.callbacks.LearningRateMonitor(logging_interval="epoch"),
                  pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"])), *extra_callbacks]
     trainer = make_trainer(config, out, callbacks, monitor=stopping["monitor"], mode=mode)
     out.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,11 @@ LAST = "last.ckpt"
 METRICS = "metrics.csv"
 FINISHED = "final_metrics.json"  # written last: its presence marks a finished run
 METRICS_ROWS = "protlc_metrics_rows"  # checkpoint key: metrics.csv rows logged before the checkpoint
+DATA_SHA256 = "protlc_data_sha256"  # checkpoint key: fingerprint of the data the run trains on
 LOCK = ".lock"
+# What defines a run's model and data: --resume refuses to change them (see check_resume_unchanged)
+RESUME_FIXED = ("model", "loss", "dataset")
+PATH_KEYS = ("dataset", "dms.table", "dms.init", "split.dir")
 
 
 def resolve(config: dict, num_classes: int) -> dict:
@@ -150,6 +154,62 @@ def read_resume_checkpoint(last: Path, task: str) -> dict:
     if not isinstance(ckpt.get("global_step"), int) or "loops" not in ckpt:
         raise CheckpointError(f"{last}: holds no training state (global step, loops) to resume from")
     return ckpt
+
+
+def check_resume_unchanged(ckpt: dict, config: dict, data_sha256: str, fixed: tuple[str, ...] = RESUME_FIXED,
+                           data_key: str = "dataset") -> None:
+    """Refuse to resume with another model, loss or data than the run started with.
+
+    ``ckpt`` is the checkpoint to resume (its config and the data's fingerprint, :data:`DATA_SHA256`),
+    ``config`` the resolved config of this command, ``data_sha256`` the fingerprint of its data, and
+    ``fixed`` the config sections (or dotted keys) that must not change. The data at ``data_key`` is
+    compared by content when the checkpoint records it (so a moved dataset resumes), else by path.
+
+    Raises:
+        ConfigError: one line naming the key, its value at the start of the run and now.
+    """
+    advice = "a resumed run keeps the model and data it started with: drop the change, or start a new run with another --out"
+    saved_sha256 = ckpt.get(DATA_SHA256)
+    if saved_sha256 is not None and saved_sha256 != data_sha256:
+        raise ConfigError(f"--resume: {data_key} {_get(config, data_key)!r} is not the data the run started with "
+                          f"(sha256 {saved_sha256[:12]}..., now {data_sha256[:12]}...); {advice}")
+    saved = _flatten(ckpt.get("hyper_parameters", {}).get("config") or {})
+    now = _flatten(config)
+    for key, old in saved.items():
+        if not any(key == f or key.startswith(f + ".") for f in fixed) or (key == data_key and saved_sha256):
+            continue
+        new = now.get(key)
+        same = old == new
+        if key in PATH_KEYS and isinstance(old, str) and isinstance(new, str):
+            same = Path(old).resolve() == Path(new).resolve()
+        if not same:
+            raise ConfigError(f"--resume: {key} was {old!r} when the run started, now {new!r}; {advice}")
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _get(config: dict, dotted: str):
+    for key in dotted.split("."):
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
+class RecordInCheckpoint(pl.Callback):
+    """Puts plain values into every checkpoint (the fingerprint of the training data, for --resume)."""
+
+    def __init__(self, values: dict):
+        self.values = values
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint.update(self.values)
 
 
 class _MetricsWriter(ExperimentWriter):
@@ -402,6 +462,9 @@ def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: b
                               "resume with the dataset the run started with")
     config = resolve(config, len(labels))
     config["dataset"] = str(dataset_dir.resolve())
+    data_sha256 = store.fingerprint(*store.dataset_files(dataset_dir))
+    if resumed is not None:
+        check_resume_unchanged(resumed, config, data_sha256)
     model_config = {k: v for k, v in config["model"].items() if k != "preset"}
 
     pl.seed_everything(config["seed"], workers=True, verbose=False)
@@ -414,7 +477,7 @@ def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: b
         module.model.compile()
 
     throughput = ThroughputCallback()
-    callbacks = [throughput, *(extra_callbacks or [])]
+    callbacks = [throughput, RecordInCheckpoint({DATA_SHA256: data_sha256}), *(extra_callbacks or [])]
     train_df = splits["train"]
     if col.IS_NOISY in train_df and col.CLEAN_LABEL in train_df:
         callbacks.append(DynamicsCallback(
