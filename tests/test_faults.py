@@ -502,3 +502,44 @@ def test_train_dms_resume_refuses_another_model_or_data_in_one_line(dms_table, d
     result = invoke("train-dms", dms_table, "--out", run, "--resume", "--wt", PAB1_WT, "--offset", PAB1_OFFSET, *flags)
     assert_one_line_error(result, "--resume: ", message, exit_code=2)
     assert snapshot(run) == before
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 10. a run stopped before its first checkpoint leaves a directory that a rerun accepts
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_a_run_stopped_before_its_first_checkpoint_can_simply_be_rerun(dataset, whole_run, tmp_path, error):
+    from protlc.errors import TrainingInterrupted
+
+    run = tmp_path / "run"
+    expected = TrainingInterrupted if error is KeyboardInterrupt else RuntimeError
+    with pytest.raises(expected) as stopped:
+        train(dataset, run, tiny_config(), extra_callbacks=[CrashAtEpoch(0, error)])
+    if error is KeyboardInterrupt:  # the hint says what works: there is nothing to resume yet
+        assert "without --resume" in str(stopped.value)
+    assert (run / "config.yaml").is_file() and not list(run.rglob("*.ckpt"))
+    assert_one_line_error(invoke("train", dataset, "--out", run, "--resume", *TINY_FLAGS), "no checkpoints/last.ckpt",
+                          "without --resume")
+    result = invoke("train", dataset, "--out", run, *TINY_FLAGS)
+    assert result.exit_code == 0, result.output
+    assert comparable(json.loads((run / "final_metrics.json").read_text())) == comparable(whole_run[1])
+    pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv"), pd.read_csv(whole_run[0] / "metrics.csv"))
+
+
+def test_a_train_dms_run_stopped_before_its_first_checkpoint_can_simply_be_rerun(dms_table, tmp_path):
+    from protlc.training.fitness_run import train_dms
+
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_dms(dms_table, run, PAB1_WT, dms_config(), offset=PAB1_OFFSET, seed=3, extra_callbacks=[CrashAtEpoch(0)])
+    assert train_dms(dms_table, run, PAB1_WT, dms_config(), offset=PAB1_OFFSET, seed=3)["epochs"] == 2
+
+
+def test_a_directory_with_other_files_is_still_refused(dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("mine\n")
+    (run / "notes.txt").write_text("mine\n")
+    assert_one_line_error(invoke("train", dataset, "--out", run, *TINY_FLAGS), "is not empty", exit_code=2)
+    assert (run / "config.yaml").read_text() == "mine\n"

@@ -60,6 +60,8 @@ FINISHED = "final_metrics.json"  # written last: its presence marks a finished r
 METRICS_ROWS = "protlc_metrics_rows"  # checkpoint key: metrics.csv rows logged before the checkpoint
 DATA_SHA256 = "protlc_data_sha256"  # checkpoint key: fingerprint of the data the run trains on
 LOCK = ".lock"
+# What a run writes before its first checkpoint (is_failed_start)
+START_FILES = {"config.yaml", "hparams.yaml", METRICS, "dynamics.csv", LOCK, CHECKPOINTS, "tensorboard"}
 # What defines a run's model and data: --resume refuses to change them (see check_resume_unchanged)
 RESUME_FIXED = ("model", "loss", "dataset")
 PATH_KEYS = ("dataset", "dms.table", "dms.init", "split.dir")
@@ -126,17 +128,31 @@ def check_run_dir(out: Path, resume: bool) -> Path | None:
         if not last.is_file():
             raise ConfigError(f"--resume: no {CHECKPOINTS}/{LAST} in {out}; start a new run without --resume")
         return last
-    if out.exists() and any(p.name != LOCK for p in out.iterdir()):
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"run directory {out} is a file; choose another --out")
+    if out.exists() and any(p.name != LOCK for p in out.iterdir()) and not is_failed_start(out):
         raise ConfigError(f"run directory {out} is not empty; use --resume to continue it or choose another --out")
     return None
 
 
+def is_failed_start(out: Path) -> bool:
+    """A run directory left by a run that stopped before its first checkpoint (config, logs, no
+    checkpoint): there is nothing to resume, so a new run may start in it again."""
+    if any(p.name not in START_FILES for p in out.iterdir()):
+        return False
+    checkpoints = out / CHECKPOINTS
+    return not checkpoints.exists() or (checkpoints.is_dir() and not any(checkpoints.glob("*.ckpt")))
+
+
 def lock_new_run_dir(out: Path, lock: RunLock, last: Path | None) -> None:
-    """Lock the run directory just created for a new run, and check again that no other run started in it
-    meanwhile (a resumed run's directory is locked from the start)."""
+    """Lock the run directory just created for a new run, check again that no other run started in it
+    meanwhile, and drop the logs of a start that failed before its first checkpoint (a resumed run's
+    directory is locked from the start)."""
     lock.acquire()
     if last is None:
         check_run_dir(out, False)
+        for stale in ("metrics.csv", "dynamics.csv", "hparams.yaml"):  # of a start that failed (is_failed_start)
+            (out / stale).unlink(missing_ok=True)
 
 
 def read_resume_checkpoint(last: Path, task: str) -> dict:
@@ -354,6 +370,9 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
         trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
     except SystemExit:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C from here on
+        if not (out / CHECKPOINTS / LAST).is_file():
+            raise TrainingInterrupted(f"{out}: training interrupted at epoch {trainer.current_epoch}, before the "
+                                      "first checkpoint: rerun the same command (without --resume) to start again") from None
         raise TrainingInterrupted(
             f"{out}: training interrupted at epoch {trainer.current_epoch}; {CHECKPOINTS}/{LAST} holds the "
             "last finished epoch: rerun the same command with --resume to continue") from None
