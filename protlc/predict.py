@@ -84,13 +84,18 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     from tqdm.auto import tqdm
 
     bar = tqdm(desc="predict", unit="seq", disable=not progress)
-    with ChunkWriter(out_path) as writer:
-        for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
-            probs = predict_proba(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device)
-            frame = prediction_frame(chunk[col.SEQUENCE_NAME], probs, loaded.labels, top_k, threshold)
-            writer.write(frame)
-            n += len(frame)
-            unknown += int(frame["is_unknown"].sum())
-            bar.update(len(frame))
+    try:
+        with ChunkWriter(out_path) as writer:
+            for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
+                probs = predict_proba(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device)
+                frame = prediction_frame(chunk[col.SEQUENCE_NAME], probs, loaded.labels, top_k, threshold)
+                writer.write(frame)
+                n += len(frame)
+                unknown += int(frame["is_unknown"].sum())
+                bar.update(len(frame))
+    except BaseException:  # wipe the bar (an open one is printed again at exit): the error line follows
+        bar.leave = False
+        bar.close()
+        raise
     bar.close()
     return PredictSummary(n, unknown, threshold, Path(out_path))

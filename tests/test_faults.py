@@ -543,3 +543,72 @@ def test_a_directory_with_other_files_is_still_refused(dataset, tmp_path):
     (run / "notes.txt").write_text("mine\n")
     assert_one_line_error(invoke("train", dataset, "--out", run, *TINY_FLAGS), "is not empty", exit_code=2)
     assert (run / "config.yaml").read_text() == "mine\n"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 13. SIGTERM stops predict / score with one line and status 143, leaving no temporary file
+
+
+class _ReachedDefault(Exception):
+    pass
+
+
+@pytest.fixture
+def sigterm_fallback():
+    """Without a handler of protlc's, SIGTERM would end the test process: this fallback raises instead."""
+    import signal
+
+    def fallback(signum, frame):
+        raise _ReachedDefault("SIGTERM was not handled by protlc")
+
+    previous = signal.signal(signal.SIGTERM, fallback)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_on_call(monkeypatch, module, name: str) -> None:
+    """``module.name`` sends SIGTERM to this process when it is first called (mid-way through the output)."""
+    import os
+    import signal
+
+    real = getattr(module, name)
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, terminated)
+
+
+def _error_lines(output: str) -> list[str]:
+    """The output without progress-bar lines (tqdm on stderr)."""
+    return [line for line in output.strip().splitlines() if line.strip() and not line.startswith(("predict:", "score:"))]
+
+
+def test_sigterm_during_predict_leaves_no_output_and_exits_143(whole_run, sequences_csv, tmp_path, monkeypatch,
+                                                               sigterm_fallback):
+    import protlc.predict
+
+    _sigterm_on_call(monkeypatch, protlc.predict, "predict_proba")
+    out = tmp_path / "out" / "predictions.csv"
+    out.parent.mkdir()
+    result = invoke("predict", whole_run[0] / "checkpoints" / "last.ckpt", sequences_csv, "--out", out)
+    assert result.exit_code == 143, result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1 and lines[0].startswith("protlc: terminated by SIGTERM"), result.output
+    assert list(out.parent.iterdir()) == []  # neither the output nor its temporary file
+
+
+def test_sigterm_during_score_leaves_no_output_and_exits_143(fitness_checkpoint, dms_table, tmp_path, monkeypatch,
+                                                             sigterm_fallback):
+    import protlc.dms.scoring
+
+    _sigterm_on_call(monkeypatch, protlc.dms.scoring, "model_outputs")
+    out = tmp_path / "out" / "scores.parquet"
+    out.parent.mkdir()
+    result = invoke("score", fitness_checkpoint, dms_table, "--out", out, "--skip-invalid", "--no-progress",
+                    "--chunk-size", "100")
+    assert result.exit_code == 143, result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1 and lines[0].startswith("protlc: terminated by SIGTERM"), result.output
+    assert list(out.parent.iterdir()) == []  # no output, no rejects file, no temporary files

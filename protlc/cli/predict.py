@@ -23,8 +23,10 @@ import click
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, batch_size, max_length, device):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
+    from protlc.cli.signals import terminate_cleanly
     from protlc.predict import predict
 
-    s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
-                batch_size=batch_size, device=device, max_length=max_length, progress=True)
+    with terminate_cleanly():
+        s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
+                    batch_size=batch_size, device=device, max_length=max_length, progress=True)
     click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at top probability < {s.threshold:.3f})")
