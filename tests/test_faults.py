@@ -612,3 +612,145 @@ def test_sigterm_during_score_leaves_no_output_and_exits_143(fitness_checkpoint,
     lines = _error_lines(result.output)
     assert len(lines) == 1 and lines[0].startswith("protlc: terminated by SIGTERM"), result.output
     assert list(out.parent.iterdir()) == []  # no output, no rejects file, no temporary files
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fault injection: kill -9 at random points, truncated gzip inputs, SIGTERM from outside
+
+
+def _protlc(*args) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "protlc", *[str(a) for a in args]]
+
+
+def _check_run_dir_invariants(run: Path, reference: pd.DataFrame) -> None:
+    """What any kill may leave: loadable checkpoints, a metrics.csv whose rows are rows of the
+    uninterrupted run (in order, none twice), no final metrics before the run is finished."""
+    for name in ("last.ckpt", "best.ckpt"):
+        if (run / "checkpoints" / name).exists():
+            _checkpoint_epoch(run / "checkpoints" / name)
+    if (run / "metrics.csv").exists():
+        rows = pd.read_csv(run / "metrics.csv")
+        keys = [tuple(r) for r in rows[["step", "epoch"]].fillna(-1).itertuples(index=False)]
+        expected = [tuple(r) for r in reference[["step", "epoch"]].fillna(-1).itertuples(index=False)]
+        it = iter(expected)
+        assert all(key in it for key in keys), (keys, expected)  # an ordered sub-sequence
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resume_reaches_the_uninterrupted_result(dataset, tmp_path):
+    import os
+    import random
+    import signal
+    import subprocess
+    import time
+
+    flags = [*TINY_FLAGS, "--max-epochs", "4"]
+    reference = tmp_path / "whole"
+    done = subprocess.run(_protlc("train", dataset, "--out", reference, *flags), capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = json.loads((reference / "final_metrics.json").read_text())
+    expected_rows = pd.read_csv(reference / "metrics.csv")
+    # config.yaml is written just before training starts, final_metrics.json last
+    busy = (reference / "final_metrics.json").stat().st_mtime - (reference / "config.yaml").stat().st_mtime
+
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    run = tmp_path / "run"
+    history = []
+    for _ in range(4):  # up to 4 kills, each at a random time of the training (after the imports and checks)
+        if (run / "final_metrics.json").exists():
+            break
+        resume = (run / "checkpoints" / "last.ckpt").exists()
+        started = time.time()
+        process = subprocess.Popen(_protlc("train", dataset, "--out", run, *flags, *(["--resume"] if resume else [])),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        config = run / "config.yaml"
+        while process.poll() is None and not (config.exists() and config.stat().st_mtime >= started - 1):
+            time.sleep(0.01)
+        delay = rng.uniform(0.0, busy)
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=60)
+        history.append((round(delay, 2), resume, process.returncode))
+        assert process.returncode in (0, -signal.SIGKILL), (seed, history, stderr[-2000:])
+        _check_run_dir_invariants(run, expected_rows)
+        time.sleep(0.1)
+    if not (run / "final_metrics.json").exists():
+        resume = (run / "checkpoints" / "last.ckpt").exists()
+        done = subprocess.run(_protlc("train", dataset, "--out", run, *flags, *(["--resume"] if resume else [])),
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, (seed, history, done.stderr[-2000:])
+    print(f"kill -9 seed {seed}: (delay s, resumed, exit status) {history}")
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert final["test/accuracy"] == expected["test/accuracy"], (seed, history)
+    assert comparable(final) == comparable(expected), (seed, history)
+    _check_run_dir_invariants(run, expected_rows)
+    kept = pd.read_csv(run / "metrics.csv")
+    pd.testing.assert_frame_equal(kept.dropna(subset=["dev/accuracy"]).reset_index(drop=True),
+                                  expected_rows.dropna(subset=["dev/accuracy"]).reset_index(drop=True))
+    assert not [p for p in run.rglob(".*.tmp")], (seed, history)
+
+
+def _truncated_gzip(source: Path, target: Path) -> Path:
+    import gzip
+
+    data = gzip.compress(source.read_bytes())
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+def test_truncated_gzip_inputs_give_one_line_and_no_output(dataset, whole_run, tmp_path):
+    tsv = tmp_path / "six.tsv"
+    df = pd.read_csv(REPO / "data" / "exthomfam_16fam.tsv", sep="\t")
+    df[df["family_id"].isin(sorted(df["family_id"].unique())[:6])].to_csv(tsv, sep="\t", index=False)
+    fasta = tmp_path / "test.fasta"
+    test = pd.read_parquet(dataset / "test.parquet")
+    fasta.write_text("".join(f">{n}\n{s}\n" for n, s in zip(test["sequence_name"], test["sequence"])) * 20)
+
+    labelled = tmp_path / "six.fasta"  # '>NAME FAMILY' headers
+    labelled.write_text("".join(f">{n} {f}\n{s}\n" for n, f, s in zip(df["sequence_name"], df["family_id"],
+                                                                      df["sequence"])))
+    out = tmp_path / "out"
+    out.mkdir()
+    for source in (tsv, labelled):
+        gz = _truncated_gzip(source, tmp_path / f"{source.name}.gz")
+        result = invoke("prepare", gz, "--out", out / "ds", "--no-progress")
+        assert_one_line_error(result, gz.name, "truncated")
+    for source in (tsv, fasta):
+        gz = _truncated_gzip(source, tmp_path / f"{source.name}.gz")
+        result = invoke("predict", whole_run[0] / "checkpoints" / "last.ckpt", gz, "--out", out / "p.csv")
+        lines = _error_lines(result.output)
+        assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("protlc: error: "), result.output
+        assert gz.name in lines[0] and "truncated" in lines[0]
+    assert list(out.iterdir()) == []  # no dataset, no predictions, no temporary files
+
+
+@pytest.mark.slow
+def test_sigterm_from_outside_stops_predict_with_143_and_no_files(whole_run, dataset, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    test = pd.read_parquet(dataset / "test.parquet")
+    big = tmp_path / "big.csv"
+    pd.concat([test[["sequence_name", "sequence"]]] * 2000, ignore_index=True).to_csv(big, index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    process = subprocess.Popen(_protlc("predict", whole_run[0] / "checkpoints" / "last.ckpt", big, "--out",
+                                       out / "p.parquet", "--batch-size", "8"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(out.iterdir()) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the temporary output exists: predicting has begun
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr[-2000:]
+    lines = _error_lines(stderr)
+    assert len(lines) == 1 and lines[0].startswith("protlc: terminated by SIGTERM"), stderr[-2000:]
+    assert list(out.iterdir()) == []

@@ -138,10 +138,15 @@ def check_run_dir(out: Path, resume: bool) -> Path | None:
 def is_failed_start(out: Path) -> bool:
     """A run directory left by a run that stopped before its first checkpoint (config, logs, no
     checkpoint): there is nothing to resume, so a new run may start in it again."""
-    if any(p.name not in START_FILES for p in out.iterdir()):
+    if any(p.name not in START_FILES and not _is_partial(p) for p in out.iterdir()):
         return False
     checkpoints = out / CHECKPOINTS
     return not checkpoints.exists() or (checkpoints.is_dir() and not any(checkpoints.glob("*.ckpt")))
+
+
+def _is_partial(path: Path) -> bool:
+    """A temporary file of an atomic write (:func:`protlc.atomic.atomic_path`): ``.NAME.XXXX.tmp``."""
+    return path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file()
 
 
 def lock_new_run_dir(out: Path, lock: RunLock, last: Path | None) -> None:
@@ -297,10 +302,13 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
-def _remove_partial_checkpoints(directory: Path) -> None:
-    """Temporary files of checkpoint writes that a kill interrupted (never renamed onto a checkpoint)."""
-    for partial in directory.glob(".*.ckpt.*.tmp") if directory.is_dir() else ():
-        partial.unlink(missing_ok=True)
+def _remove_partial_files(out: Path) -> None:
+    """Temporary files of atomic writes (checkpoints, metrics.csv, config.yaml) that a kill interrupted
+    before their rename: never a finished file (called while holding the run directory's lock)."""
+    for directory in (out, out / CHECKPOINTS):
+        for partial in directory.glob(".*.tmp") if directory.is_dir() else ():
+            if partial.is_file():
+                partial.unlink(missing_ok=True)
 
 
 def _write_csv(path: Path, fieldnames: list[str], rows: list[dict]) -> None:
@@ -364,8 +372,8 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
             an error that says how to continue.
     """
     if rank_zero_only.rank == 0:
+        _remove_partial_files(out)
         _start_metrics(out / METRICS, last)
-        _remove_partial_checkpoints(out / CHECKPOINTS)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True if last else None)
     except SystemExit:
