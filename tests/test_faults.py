@@ -754,3 +754,31 @@ def test_sigterm_from_outside_stops_predict_with_143_and_no_files(whole_run, dat
     lines = _error_lines(stderr)
     assert len(lines) == 1 and lines[0].startswith("protlc: terminated by SIGTERM"), stderr[-2000:]
     assert list(out.iterdir()) == []
+
+
+def test_sigterm_during_prepare_or_audit_leaves_no_output_and_exits_143(dataset, whole_run, tmp_path, monkeypatch,
+                                                                        sigterm_fallback):
+    import protlc.audit
+    from protlc.data import store
+
+    out = tmp_path / "out"
+    out.mkdir()
+    tsv = tmp_path / "six.tsv"
+    pd.read_csv(REPO / "data" / "exthomfam_16fam.tsv", sep="\t").head(200).to_csv(tsv, sep="\t", index=False)
+    _sigterm_on_call(monkeypatch, store, "to_table")  # inside the temporary dataset directory
+    result = invoke("prepare", tsv, "--out", out / "ds", "--no-progress")
+    assert result.exit_code == 143 and _error_lines(result.output)[0].startswith("protlc: terminated"), result.output
+    _sigterm_on_call(monkeypatch, protlc.audit, "model_outputs")
+    result = invoke("audit", whole_run[0] / "checkpoints" / "last.ckpt", "--dataset", dataset, "--out", out / "a.csv")
+    assert result.exit_code == 143 and _error_lines(result.output) == [
+        "protlc: terminated by SIGTERM; no output written (its temporary files are removed)"], result.output
+    assert list(out.iterdir()) == []
+
+
+def test_audit_refuses_to_write_over_the_split_it_reads(dataset, whole_run, tmp_path):
+    copy = Path(shutil.copytree(dataset, tmp_path / "ds"))
+    before = snapshot(copy)
+    result = invoke("audit", whole_run[0] / "checkpoints" / "last.ckpt", "--dataset", copy, "--out",
+                    copy / "train.parquet")
+    assert_one_line_error(result, "is the input", exit_code=2)
+    assert snapshot(copy) == before
