@@ -20,11 +20,35 @@ def _umask_mode(base: int) -> int:
     return base & ~umask
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush ``path``'s data to the disk (so that a rename of it is never visible before its content)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename inside directory ``path`` durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success rename it onto ``target``.
 
-    On any exception the temporary file is removed and ``target`` is left untouched.
+    On any exception the temporary file is removed and ``target`` is left untouched. ``durable``
+    also fsyncs the file before the rename and the directory after it (checkpoints, metrics).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -35,14 +59,18 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         if tmp_path.exists():
             os.chmod(tmp_path, _umask_mode(0o666))
+            if durable:
+                fsync_file(tmp_path)
         os.replace(tmp_path, target)
+        if durable:
+            fsync_dir(target.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def atomic_write_text(target: str | os.PathLike, text: str) -> None:
-    with atomic_path(target) as tmp:
+def atomic_write_text(target: str | os.PathLike, text: str, durable: bool = False) -> None:
+    with atomic_path(target, durable=durable) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 

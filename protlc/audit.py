@@ -19,7 +19,7 @@ import torch
 
 from protlc import columns as col
 from protlc.data import store
-from protlc.data.chunks import ChunkWriter
+from protlc.data.chunks import ChunkWriter, check_not_input
 from protlc.data.loading import EncodedSequences
 from protlc.errors import ConfigError
 from protlc.losses import corrected_target, global_trust, local_trust, sharpened
@@ -74,6 +74,7 @@ def audit(checkpoint: str | Path, out_path: str | Path, dataset_dir: str | Path 
     loaded = load_checkpoint(checkpoint, task="classify")
     precision = inference_precision(precision, loaded.config)
     dataset_dir = Path(dataset_dir or loaded.config.get("dataset") or "")
+    check_not_input(out_path, checkpoint, store.split_path(dataset_dir, split))
     df = store.read_split(dataset_dir, split)
     labels = store.read_labels(dataset_dir)
     if [lab["family_id"] for lab in labels] != [lab["family_id"] for lab in loaded.labels]:

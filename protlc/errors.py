@@ -33,6 +33,14 @@ class TrainingInterrupted(ProtlcError):
     exit_code = 130
 
 
+class Terminated(BaseException):
+    """SIGTERM stopped ``prepare``/``predict``/``audit``/``score``: raised where the signal arrives, like
+    KeyboardInterrupt for Ctrl-C, so that unfinished outputs' temporary files are removed on the way
+    out. Not an Exception, so that no ``except Exception`` swallows it."""
+
+    exit_code = 143  # 128 + SIGTERM, what the shell reports for a process that SIGTERM ended
+
+
 def where(path, record=None, line=None) -> str:
     """Format a location for error messages: ``file.tsv, line 12`` or ``seed.sto, record 'PF00001'``."""
     parts = [str(path)]

@@ -21,7 +21,7 @@ import pandas as pd
 
 from protlc import columns as col
 from protlc.calibration import find_calibrated_threshold
-from protlc.data.chunks import ChunkWriter, iter_sequence_chunks
+from protlc.data.chunks import ChunkWriter, check_not_input, iter_sequence_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.errors import ConfigError
 from protlc.inference import check_device, inference_precision, inference_tokens, predict_proba
@@ -71,6 +71,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
         ConfigError: bad ``top_k`` or threshold.
     """
     checkpoint = Path(checkpoint)
+    check_not_input(out_path, input_path, checkpoint)
     if top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {top_k}")
     if batch_size < 1:
@@ -89,14 +90,19 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     from tqdm.auto import tqdm
 
     bar = tqdm(desc="predict", unit="seq", disable=not progress)
-    with ChunkWriter(out_path) as writer:
-        for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
-            probs = predict_proba(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device, precision,
-                                  tokens_per_batch)
-            frame = prediction_frame(chunk[col.SEQUENCE_NAME], probs, loaded.labels, top_k, threshold)
-            writer.write(frame)
-            n += len(frame)
-            unknown += int(frame["is_unknown"].sum())
-            bar.update(len(frame))
+    try:
+        with ChunkWriter(out_path) as writer:
+            for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
+                probs = predict_proba(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device,
+                                      precision, tokens_per_batch)
+                frame = prediction_frame(chunk[col.SEQUENCE_NAME], probs, loaded.labels, top_k, threshold)
+                writer.write(frame)
+                n += len(frame)
+                unknown += int(frame["is_unknown"].sum())
+                bar.update(len(frame))
+    except BaseException:  # wipe the bar (an open one is printed again at exit): the error line follows
+        bar.leave = False
+        bar.close()
+        raise
     bar.close()
     return PredictSummary(n, unknown, threshold, Path(out_path))

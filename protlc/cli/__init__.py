@@ -12,7 +12,7 @@ import click
 
 from protlc import __version__
 from protlc.cli import audit, predict, prepare, reproduce, score, train, train_dms
-from protlc.errors import ProtlcError
+from protlc.errors import ProtlcError, Terminated
 
 
 class _Group(click.Group):
@@ -25,6 +25,12 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("protlc: interrupted", err=True)
             sys.exit(130)
+        except Terminated:
+            click.echo("protlc: terminated by SIGTERM; no output written (its temporary files are removed)", err=True)
+            sys.exit(Terminated.exit_code)
+        except OSError as exc:  # a full disk, a read-only or vanished directory: the system's one line
+            click.echo(f"protlc: error: {exc}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,8 +21,10 @@ from protlc.cli.options import inference_options
 def audit_command(checkpoint, out_path, dataset_dir, split, batch_size, device, tokens_per_batch, precision):
     """Write the examples whose label the model disputes, with a suggested label, most confident first."""
     from protlc.audit import audit
+    from protlc.cli.signals import terminate_cleanly
 
-    s = audit(checkpoint, out_path, dataset_dir, split, batch_size, device, tokens_per_batch, precision)
+    with terminate_cleanly():
+        s = audit(checkpoint, out_path, dataset_dir, split, batch_size, device, tokens_per_batch, precision)
     click.echo(f"{s.flagged} of {s.examined} {split} labels disputed -> {s.out}")
     if s.precision is not None:
         click.echo(f"against the injected noise: precision {s.precision:.3f}, recall {s.recall:.3f}")

@@ -25,9 +25,11 @@ from protlc.cli.options import inference_options
 def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, batch_size, max_length, device,
                     tokens_per_batch, precision):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
+    from protlc.cli.signals import terminate_cleanly
     from protlc.predict import predict
 
-    s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
-                batch_size=batch_size, device=device, max_length=max_length, progress=True,
-                tokens_per_batch=tokens_per_batch, precision=precision)
+    with terminate_cleanly():
+        s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
+                    batch_size=batch_size, device=device, max_length=max_length, progress=True,
+                    tokens_per_batch=tokens_per_batch, precision=precision)
     click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at top probability < {s.threshold:.3f})")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 
+from protlc.cli.signals import terminate_cleanly
 from protlc.data import noise, readers, splits
 from protlc.data.prepare import TOO_LONG_POLICIES, PrepareOptions, prepare_dataset
 
@@ -69,5 +70,6 @@ def prepare_command(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_no
         min_family_size=min_family_size, max_length=max_length, too_long=too_long, seed=seed,
         split_seed=split_seed, noise_seed=noise_seed, fasta_family_regex=fasta_family_regex,
     )
-    summary = prepare_dataset(inputs, out_dir, options, overwrite=overwrite, progress=progress)
+    with terminate_cleanly():
+        summary = prepare_dataset(inputs, out_dir, options, overwrite=overwrite, progress=progress)
     click.echo(summary.table())

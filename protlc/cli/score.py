@@ -56,13 +56,15 @@ def score_command(checkpoint, library, out_path, wt, offset, notation, mutant_co
                   skip_invalid, batch_size, chunk_size, device, devices, output_column, progress, tokens_per_batch,
                   precision):
     """Predict the fitness of every variant of LIBRARY (or a generated library) with a train-dms CHECKPOINT."""
+    from protlc.cli.signals import terminate_cleanly
     from protlc.dms.scoring import score_library
 
-    s = score_library(checkpoint, library, out_path, wt=wt, offset=offset, notation=notation,
-                      saturation=saturation, combinatorial=combinatorial, skip_invalid=skip_invalid,
-                      mutant_column=mutant_column, batch_size=batch_size, chunk_size=chunk_size, device=device,
-                      devices=devices, output_column=output_column, progress=progress,
-                      tokens_per_batch=tokens_per_batch, precision=precision)
+    with terminate_cleanly():
+        s = score_library(checkpoint, library, out_path, wt=wt, offset=offset, notation=notation,
+                          saturation=saturation, combinatorial=combinatorial, skip_invalid=skip_invalid,
+                          mutant_column=mutant_column, batch_size=batch_size, chunk_size=chunk_size, device=device,
+                          devices=devices, output_column=output_column, progress=progress,
+                          tokens_per_batch=tokens_per_batch, precision=precision)
     rate = s.rows / s.seconds if s.seconds > 0 else float("nan")
     click.echo(f"{s.scored} variants scored -> {s.out} ({s.unique_sequences} distinct sequences, "
                f"{s.rejected} rejected, {rate:,.0f} rows/s)")

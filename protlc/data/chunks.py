@@ -5,6 +5,7 @@ Used by predict, audit and score so that inputs of any size run in constant memo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +20,7 @@ from protlc.atomic import atomic_path
 from protlc.data import tables
 from protlc.data.fasta import iter_fasta
 from protlc.data.records import clean_sequences, first_problem, open_text
-from protlc.errors import InputError
+from protlc.errors import ConfigError, InputError
 
 
 def _fasta_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -81,6 +82,29 @@ def iter_sequence_chunks(path: str | Path, chunk_size: int = 50_000, max_length:
         yield df
     if not seen_any:
         raise InputError(f"{path}: no sequences found")
+
+
+def check_not_input(out: str | Path, *inputs: str | Path | None) -> None:
+    """Refuse an output path that is one of the inputs (the same file, also through links): the output
+    is renamed onto its path at the end and would replace the input.
+
+    Raises:
+        ConfigError: naming both paths.
+    """
+    out = Path(out)
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(source)
+        same = out.resolve() == source.resolve()
+        if not same and out.exists() and source.exists():
+            try:
+                same = os.path.samefile(out, source)
+            except OSError:
+                pass
+        if same:
+            raise ConfigError(f"--out {out} is the input {source}; writing it would replace the input: "
+                              "choose another output file")
 
 
 class ChunkWriter:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
@@ -90,10 +91,49 @@ def is_gzipped(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
+class _GzipText:
+    """A gunzipped text stream whose truncation or corruption (EOFError, BadGzipFile, zlib.error, raised
+    in the middle of reading) is an InputError naming the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._handle = gzip.open(path, "rt", encoding="latin-1", newline=None)
+
+    def _checked(self, read, *args):
+        try:
+            return read(*args)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InputError(f"{self.path}: cannot read the file (truncated or corrupt? {exc})") from None
+
+    def read(self, *args) -> str:
+        return self._checked(self._handle.read, *args)
+
+    def readline(self, *args) -> str:
+        return self._checked(self._handle.readline, *args)
+
+    def __iter__(self) -> "_GzipText":
+        return self
+
+    def __next__(self) -> str:
+        return self._checked(next, self._handle)
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "_GzipText":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def open_text(path: Path) -> io.TextIOBase:
-    """Open a text file, gunzipping by magic bytes; latin-1 never fails to decode (Pfam-A.seed is latin-1)."""
+    """Open a text file, gunzipping by magic bytes; latin-1 never fails to decode (Pfam-A.seed is latin-1).
+
+    A truncated or corrupt gzip file raises InputError (naming it) where reading fails.
+    """
     if is_gzipped(path):
-        return gzip.open(path, "rt", encoding="latin-1", newline=None)
+        return _GzipText(path)
     return open(path, encoding="latin-1", newline=None)
 
 

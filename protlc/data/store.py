@@ -30,17 +30,20 @@ so preparing the same inputs with the same options gives byte-identical files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from protlc import columns as col
 from protlc.atomic import atomic_dir
+from protlc.data.records import first_problem
 from protlc.errors import ConfigError, InputError
 
 SCHEMA = pa.schema(
@@ -180,11 +183,76 @@ def read_split(dataset_dir: str | Path, split: str) -> pd.DataFrame:
 
 
 def read_labels(dataset_dir: str | Path) -> list[dict]:
-    """The label vocabulary: ``labels[i]`` describes label ``i``. Raises InputError."""
+    """The label vocabulary: ``labels[i]`` describes label ``i``. Raises InputError (also for a family
+    listed twice)."""
     labels = _read_json(_require_dataset(dataset_dir, LABELS_FILE))
+    path = Path(dataset_dir) / LABELS_FILE
     if not isinstance(labels, list) or not all(isinstance(e, dict) and col.FAMILY_ID in e for e in labels):
-        raise InputError(f"{Path(dataset_dir) / LABELS_FILE}: expected a list of {{family_id, family_accession}}")
+        raise InputError(f"{path}: expected a list of {{family_id, family_accession}}")
+    first: dict = {}
+    for index, entry in enumerate(labels):
+        family = entry[col.FAMILY_ID]
+        if family in first:
+            raise InputError(f"{path}: family {family!r} is listed twice (labels {first[family]} and {index}); "
+                             "prepare the dataset again")
+        first[family] = index
     return labels
+
+
+def check_splits(dataset_dir: str | Path, splits: dict[str, pd.DataFrame], labels: list[dict]) -> None:
+    """Check what training relies on in the splits of a prepared dataset.
+
+    Raises:
+        InputError: naming the file and record for an empty split, an empty or invalid sequence, a label
+            outside ``labels.json`` (too short for the dataset), or a family that ``labels.json`` gives
+            another label.
+    """
+    families = np.array([entry[col.FAMILY_ID] for entry in labels], dtype=object)
+    labels_path = Path(dataset_dir) / LABELS_FILE
+    for split, df in splits.items():
+        path = split_path(dataset_dir, split)
+        if not len(df):
+            raise InputError(f"{path}: no sequences; every split needs at least one (prepare the dataset again)")
+        names = df[col.SEQUENCE_NAME].astype(str).to_numpy()
+        sequences = df[col.SEQUENCE]
+        if sequences.isna().any():
+            row = int(np.flatnonzero(sequences.isna().to_numpy())[0])
+            raise InputError(f"{path}, record {names[row]!r}: empty sequence")
+        bad = first_problem(pa.array(sequences.astype(str).tolist(), pa.string()))
+        if bad is not None:
+            raise InputError(f"{path}, record {names[bad[0]]!r}: {bad[1]}")
+        for column, family_column in ((col.LABEL, col.FAMILY_ID), (col.CLEAN_LABEL, col.CLEAN_FAMILY_ID)):
+            if column not in df:
+                continue
+            values = df[column].to_numpy()
+            outside = np.flatnonzero((values < 0) | (values >= len(labels)))
+            if len(outside):
+                row = int(outside[0])
+                raise InputError(f"{path}, record {names[row]!r}: {column} {int(values[row])} is not in {labels_path} "
+                                 f"({len(labels)} families, labels 0-{len(labels) - 1}); prepare the dataset again")
+            if family_column in df:
+                wrong = np.flatnonzero(families[values] != df[family_column].to_numpy(dtype=object))
+                if len(wrong):
+                    row = int(wrong[0])
+                    raise InputError(f"{path}, record {names[row]!r}: {column} {int(values[row])} is "
+                                     f"{families[values[row]]!r} in {labels_path}, but the row says "
+                                     f"{df[family_column].iloc[row]!r}; prepare the dataset again")
+
+
+def fingerprint(*paths: str | Path) -> str:
+    """sha256 over the bytes of ``paths`` (a dataset: :func:`dataset_files`; a DMS table: the table)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_files(dataset_dir: str | Path) -> list[Path]:
+    """The files that identify a prepared dataset: its manifest (sources with their sha256, split, noise,
+    seeds, counts) and its label vocabulary."""
+    return [_require_dataset(dataset_dir, MANIFEST_FILE), _require_dataset(dataset_dir, LABELS_FILE)]
 
 
 def read_manifest(dataset_dir: str | Path) -> dict:

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 import torch
 
 from protlc.alphabet import ALPHABET
-from protlc.data.chunks import ChunkWriter
+from protlc.data.chunks import ChunkWriter, check_not_input
 from protlc.data.tables import iter_table_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.dms import mutations as mut
@@ -364,6 +364,9 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
             another protein; even with ``skip_invalid``).
         ConfigError: bad options (library sources, batch sizes, devices, output column).
     """
+    check_not_input(out, library, checkpoint)
+    if skip_invalid:
+        check_not_input(rejects_path(out), library, checkpoint)
     if batch_size < 1 or chunk_size < 1 or devices < 1:
         raise ConfigError("--batch-size, chunk size and --devices must be positive integers")
     inference_tokens(check_device(device, workers=devices), tokens_per_batch)  # checked before any work

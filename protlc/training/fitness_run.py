@@ -44,9 +44,12 @@ from protlc.training.fitness import FitnessModule, check_monitor
 from protlc.inference import model_outputs
 from protlc.training.plots import save_figure
 from protlc.validate import number, whole
-from protlc.training.run import check_run_dir, fit, make_trainer
+from protlc.data import store
+from protlc.training.run import (DATA_SHA256, RecordInCheckpoint, RunLock, check_resume_unchanged, check_run_dir,
+                                 fit, lock_new_run_dir, make_trainer, read_resume_checkpoint)
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
+RESUME_FIXED = ("model", "head", "dms", "split")  # what --resume must not change (check_resume_unchanged)
 PARTS = dms_splits.PART_NAMES
 ADDITIVE_START_PREFIX = "additive_start/"
 
@@ -218,10 +221,19 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
         ConfigError: bad config, non-empty run dir (without ``resume``).
         CheckpointError: ``init`` is not a Pfam classifier checkpoint.
     """
+    with RunLock(out_dir, enabled=pl.utilities.rank_zero_only.rank == 0) as lock:
+        return _train_dms(table, out_dir, wt, config, notation=notation, offset=offset, score_column=score_column,
+                          mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed,
+                          resume=resume, extra_callbacks=extra_callbacks, lock=lock)
+
+
+def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mutant_column, splits_dir, split, init,
+               seed, resume, extra_callbacks, lock: RunLock) -> dict | None:
     config = resolve_dms_config(config, table, notation=notation, offset=offset, score_column=score_column,
                                 mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed)
     out = Path(out_dir)
     last = check_run_dir(out, resume)
+    resumed = read_resume_checkpoint(last, "fitness") if last is not None else None
     check_values(config, DMS_RULES)
     stopping = config["early_stopping"]
     mode = check_monitor(stopping["monitor"])
@@ -230,6 +242,9 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
                            dms["score_column"], dms["mutant_column"])
     wild_type = frame.attrs["wild_type"]
     dms.update(wild_type=wild_type, notation=frame.attrs["notation"], offset=int(frame.attrs["offset"]))
+    data_sha256 = store.fingerprint(table)
+    if resumed is not None:
+        check_resume_unchanged(resumed, config, data_sha256, RESUME_FIXED, data_key="dms.table")
     parts = make_split(frame, config["split"]).parts()
     sequences = frame[MUTATED_SEQUENCE].to_numpy()
     scores = frame[SCORE].to_numpy()
@@ -250,10 +265,12 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     datamodule = FamilyDataModule(encoded["train"], encoded["tune"], config["data"]["batch_size"], config["seed"],
                                   config["data"]["num_workers"], config["eval"]["batch_size"])
     throughput = ThroughputCallback()
-    callbacks = [throughput, pl.callbacks.LearningRateMonitor(logging_interval="epoch"),
+    callbacks = [throughput, RecordInCheckpoint({DATA_SHA256: data_sha256}),
+                 pl.callbacks.LearningRateMonitor(logging_interval="epoch"),
                  pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"])), *extra_callbacks]
     trainer = make_trainer(config, out, callbacks, monitor=stopping["monitor"], mode=mode)
     out.mkdir(parents=True, exist_ok=True)
+    lock_new_run_dir(out, lock, last)
     atomic_write_text(out / "config.yaml", dump_config(config))
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seed it for this run only
