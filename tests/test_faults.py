@@ -16,7 +16,6 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from click.testing import CliRunner
-from conftest import CrashAtEpoch
 
 from protlc.cli import cli
 from protlc.data.prepare import PrepareOptions, prepare_dataset
@@ -72,11 +71,11 @@ def whole_run(dataset, tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="module")
-def killed_run(dataset, tmp_path_factory) -> Path:
+def killed_run(dataset, tmp_path_factory, crash_at_epoch) -> Path:
     """The same run killed at the start of epoch 1: last.ckpt holds epoch 0, metrics.csv epoch 0."""
     run = tmp_path_factory.mktemp("killed") / "run"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(dataset, run, tiny_config(), extra_callbacks=[CrashAtEpoch(1)])
+        train(dataset, run, tiny_config(), extra_callbacks=[crash_at_epoch(1)])
     return run
 
 
@@ -172,7 +171,7 @@ def test_earlier_metrics_rows_stay_on_disk_throughout_a_resumed_run(dataset, who
 
 
 # ---------------------------------------------------------------------------------------------------------
-# DMS fixtures: a tiny fitness model on 600 real Pab1 variants (skipped without ../shared/data)
+# DMS fixtures: a tiny fitness model on 600 of the real Pab1 variants in tests/data
 
 PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"
 PAB1_OFFSET = 126
@@ -182,8 +181,8 @@ TINY_DMS = ["model.preset=tiny", "model.filters=16", "model.dilations=[1, 2]", "
 
 
 @pytest.fixture(scope="module")
-def dms_table(shared_dir, tmp_path_factory) -> Path:
-    table = pd.read_csv(shared_dir / "dms" / "nn4dms" / "pab1" / "pab1.tsv", sep="\t")
+def dms_table(nn4dms, tmp_path_factory) -> Path:
+    table = pd.read_csv(nn4dms / "pab1" / "pab1.tsv", sep="\t")
     path = tmp_path_factory.mktemp("pab1") / "pab1_600.tsv"
     table.sample(600, random_state=0).to_csv(path, sep="\t", index=False)
     return path
@@ -196,14 +195,14 @@ def dms_config(*extra: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def dms_killed_run(dms_table, tmp_path_factory) -> Path:
+def dms_killed_run(dms_table, tmp_path_factory, crash_at_epoch) -> Path:
     """A train-dms run killed at the start of epoch 1 (last.ckpt holds epoch 0)."""
     from protlc.training.fitness_run import train_dms
 
     run = tmp_path_factory.mktemp("dms") / "run"
     with pytest.raises(RuntimeError, match="simulated kill"):
         train_dms(dms_table, run, PAB1_WT, dms_config(), offset=PAB1_OFFSET, seed=3,
-                  extra_callbacks=[CrashAtEpoch(1)])
+                  extra_callbacks=[crash_at_epoch(1)])
     return run
 
 
@@ -508,13 +507,13 @@ def test_train_dms_resume_refuses_another_model_or_data_in_one_line(dms_table, d
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
-def test_a_run_stopped_before_its_first_checkpoint_can_simply_be_rerun(dataset, whole_run, tmp_path, error):
+def test_a_run_stopped_before_its_first_checkpoint_can_simply_be_rerun(dataset, whole_run, tmp_path, error, crash_at_epoch):
     from protlc.errors import TrainingInterrupted
 
     run = tmp_path / "run"
     expected = TrainingInterrupted if error is KeyboardInterrupt else RuntimeError
     with pytest.raises(expected) as stopped:
-        train(dataset, run, tiny_config(), extra_callbacks=[CrashAtEpoch(0, error)])
+        train(dataset, run, tiny_config(), extra_callbacks=[crash_at_epoch(0, error)])
     if error is KeyboardInterrupt:  # the hint says what works: there is nothing to resume yet
         assert "without --resume" in str(stopped.value)
     assert (run / "config.yaml").is_file() and not list(run.rglob("*.ckpt"))
@@ -527,12 +526,12 @@ def test_a_run_stopped_before_its_first_checkpoint_can_simply_be_rerun(dataset, 
 
 
 @pytest.mark.slow
-def test_a_train_dms_run_stopped_before_its_first_checkpoint_can_simply_be_rerun(dms_table, tmp_path):
+def test_a_train_dms_run_stopped_before_its_first_checkpoint_can_simply_be_rerun(dms_table, tmp_path, crash_at_epoch):
     from protlc.training.fitness_run import train_dms
 
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train_dms(dms_table, run, PAB1_WT, dms_config(), offset=PAB1_OFFSET, seed=3, extra_callbacks=[CrashAtEpoch(0)])
+        train_dms(dms_table, run, PAB1_WT, dms_config(), offset=PAB1_OFFSET, seed=3, extra_callbacks=[crash_at_epoch(0)])
     assert train_dms(dms_table, run, PAB1_WT, dms_config(), offset=PAB1_OFFSET, seed=3)["epochs"] == 2
 
 
