@@ -14,10 +14,10 @@ from click.testing import CliRunner
 
 from protlc.cli import cli
 from protlc.errors import CheckpointError, ConfigError, InputError
-from protlc.model import ProtCNNClassifier, get_preset
-from protlc.model.checkpoint import load_checkpoint, stamp
+from protlc.model import get_preset
+from protlc.model.checkpoint import load_checkpoint
 from protlc.model.fitness import FitnessModel, build_fitness_model
-from protlc.training.fitness_run import DMS_DEFAULTS, load_dms_config, train_dms
+from protlc.training.fitness_run import DMS_DEFAULTS, train_dms
 
 PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"
 PAB1_OFFSET = 126

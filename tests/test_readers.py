@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protlc.alphabet import ALPHABET
-from protlc.data import readers, stockholm
+from protlc.data import stockholm
 from protlc.data.records import RecordBlock, clean_sequences, lines_at, suspect_rows
 from protlc.data.readers import detect_format, iter_records, read_blocks
 from protlc.errors import ConfigError, InputError

@@ -29,24 +29,39 @@ from scipy.stats import pearsonr, spearmanr
 
 from protlc.alphabet import ALPHABET, STANDARD, STOP
 from protlc.atomic import atomic_path, atomic_write_text
+from protlc.data import store
 from protlc.data.loading import EncodedSequences
-from protlc.training.datamodule import FamilyDataModule
 from protlc.dms import splits as dms_splits
 from protlc.dms.ridge import OneHotRidge, ridge_baseline
-from protlc.dms.tables import MUTATED_SEQUENCE, NUM_MUTATIONS, POSITIONS, SCORE, load_dms_table, sequence_matrix
+from protlc.dms.tables import (
+    MUTATED_SEQUENCE,
+    NUM_MUTATIONS,
+    POSITIONS,
+    SCORE,
+    load_dms_table,
+    sequence_matrix,
+)
 from protlc.errors import CheckpointError, ConfigError
-from protlc.model import get_preset
-from protlc.training.callbacks import ThroughputCallback
-from protlc.model.checkpoint import read_checkpoint, submodule_state
-from protlc.training.config import COMMON_RULES, check_values, dump_config, load_config
-from protlc.model.fitness import HEAD_DEFAULTS
-from protlc.training.fitness import FitnessModule, check_monitor
 from protlc.inference import model_outputs
+from protlc.model import get_preset
+from protlc.model.checkpoint import read_checkpoint, submodule_state
+from protlc.model.fitness import HEAD_DEFAULTS
+from protlc.training.callbacks import ThroughputCallback
+from protlc.training.config import COMMON_RULES, check_values, dump_config, load_config
+from protlc.training.datamodule import FamilyDataModule
+from protlc.training.fitness import FitnessModule, check_monitor
 from protlc.training.plots import save_figure
+from protlc.training.run import fit, make_trainer
+from protlc.training.rundir import (
+    DATA_SHA256,
+    RecordInCheckpoint,
+    RunLock,
+    check_resume_unchanged,
+    check_run_dir,
+    lock_new_run_dir,
+    read_resume_checkpoint,
+)
 from protlc.validate import number, whole
-from protlc.data import store
-from protlc.training.run import (DATA_SHA256, RecordInCheckpoint, RunLock, check_resume_unchanged, check_run_dir,
-                                 fit, lock_new_run_dir, make_trainer, read_resume_checkpoint)
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
 RESUME_FIXED = ("model", "head", "dms", "split")  # what --resume must not change (check_resume_unchanged)
