@@ -2,9 +2,14 @@
 
     python benchmarks/bench_hmmer.py --checkpoint CKPT [--noisy-checkpoint CKPT ...]
         [--families 10,30,107] [--queries 300] [--db-per-family 100] [--threads 2] [--no-record]
+    python benchmarks/bench_hmmer.py --dataset DIR [--no-profiles] ...   # e.g. a clustered split
 
 Data: a prepared clean dataset (default ``runs/bench/ext_clean``, made by ``benchmarks/run.py``) and the same split with symmetric
-label noise r=0.4 on the training labels (default ``runs/bench/ext_r40``). For each number of families
+label noise r=0.4 on the training labels (default ``runs/bench/ext_r40``); or any prepared dataset
+with ``--dataset DIR`` (such as ``protlc prepare --split-method clustered``), where the noisy-label
+methods run only when ``--noisy-dataset`` names the same split with noisy labels. Every record names its
+dataset and split (``split``: ``random``, or ``clustered <linkage> <identity>``), so the results of a random
+and a clustered split sit side by side. For each number of families
 ``n``, the families are the first ``n`` of one seeded permutation of all labels (so the subsets are
 nested), and the queries a seeded sample of at most ``--queries`` test sequences of those families;
 every method below classifies the same queries:
@@ -54,16 +59,30 @@ PFAM_FAMILIES = 17_929
 SEED = 0
 
 
-def load_splits(clean_dir: Path, noisy_dir: Path):
-    """Clean train/test frames, the noisy training labels, and the family ids (label order)."""
+def load_splits(clean_dir: Path, noisy_dir: Path | None):
+    """Clean train/test frames, the noisy training labels (None without ``noisy_dir``), and the family ids
+    (label order)."""
     from protlc.data import store
 
     train, test = store.read_split(clean_dir, "train"), store.read_split(clean_dir, "test")
-    noisy = store.read_split(noisy_dir, "train")
-    if not (noisy["sequence_name"].to_numpy() == train["sequence_name"].to_numpy()).all():
-        raise SystemExit(f"{noisy_dir} and {clean_dir} do not hold the same training split")
     families = [lab["family_id"] for lab in store.read_labels(clean_dir)]
+    if noisy_dir is None:
+        return train, test, None, families
+    noisy = store.read_split(noisy_dir, "train")
+    if len(noisy) != len(train) or not (noisy["sequence_name"].to_numpy() == train["sequence_name"].to_numpy()).all():
+        raise SystemExit(f"{noisy_dir} and {clean_dir} do not hold the same training split")
     return train, test, noisy["label"].to_numpy(), families
+
+
+def split_name(dataset: Path) -> str:
+    """``random`` (per-family random or given split) or ``clustered <linkage> <identity>``, from the manifest."""
+    from protlc.data import store
+
+    split = store.read_manifest(dataset)["split"]
+    if split["policy"] != "clustered":
+        return "random"
+    clustering = split["clustering"]
+    return f"clustered {clustering['linkage']} {clustering['parameters']['min_seq_id']:g}"
 
 
 def database_rows(labels: np.ndarray, families: np.ndarray, per_family: int) -> np.ndarray:
@@ -187,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, action="append", default=[],
                         help="protlc classifier checkpoint(s) trained on all families (repeatable)")
     parser.add_argument("--clean-dataset", type=Path, default=results.CLEAN_DATASET)
-    parser.add_argument("--noisy-dataset", type=Path, default=results.NOISY_DATASET)
+    parser.add_argument("--noisy-dataset", type=Path, default=None,
+                        help=f"the clean dataset's split with r=0.4 label noise [default: {results.NOISY_DATASET} "
+                             "unless --dataset is given; none: skip the noisy-label methods]")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="any prepared dataset (e.g. --split-method clustered) instead of --clean-dataset; "
+                             "the noisy-label methods run only with --noisy-dataset")
     parser.add_argument("--families", default="10,30,107")
     parser.add_argument("--queries", type=int, default=300, help="test sequences per setting (at most)")
     parser.add_argument("--db-per-family", type=int, default=100)
@@ -196,19 +220,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    train, test, noisy_labels, families = load_splits(args.clean_dataset, args.noisy_dataset)
+    clean_dataset = args.dataset or args.clean_dataset
+    noisy_dataset = args.noisy_dataset or (None if args.dataset else results.NOISY_DATASET)
+    train, test, noisy_labels, families = load_splits(clean_dataset, noisy_dataset)
+    split = split_name(clean_dataset)
     order = np.random.default_rng(SEED).permutation(len(families))
     clean_labels, test_labels = train["label"].to_numpy(), test["label"].to_numpy()
     records, per_query = [], {}
 
     def record(n, method, accuracy, seconds, queries, **extra):
-        records.append({**stamp("hmmer"), "families": n, "method": method, "queries": queries,
+        records.append({**stamp("hmmer"), "dataset": clean_dataset.name, "split": split, "families": n, "method": method,
+                        "queries": queries,
                         "accuracy": None if accuracy is None else round(accuracy, 4), "seconds": round(seconds, 3),
                         "sequences_per_second": round(queries / seconds, 1), "query_residues": residues,
                         "residues_per_second": round(residues / seconds), "threads": args.threads, **extra})
         per_query.setdefault(method, {})[n] = seconds / residues  # per residue: query sets differ in length
         shown = "       -" if accuracy is None else f"{accuracy:>8.1%}"
-        print(f"{n:>4} families  {method:<28}{shown}{queries / seconds:>10.1f} seq/s  "
+        print(f"{split:<22}{n:>4} families  {method:<28}{shown}{queries / seconds:>10.1f} seq/s  "
               + " ".join(f"{k}={v}" for k, v in extra.items()), flush=True)
 
     for n in (int(x) for x in args.families.split(",")):
@@ -230,13 +258,14 @@ def main(argv: list[str] | None = None) -> int:
             record(n, "hmmscan", float(np.mean(np.array(best) == truth)), seconds, len(q), profiles=len(hmms),
                    build_seconds=round(build_seconds, 1), labels="clean", alignment="mafft --auto")
         # (c) phmmer under the noisy observed labels: top pick and top-k votes
-        rows = database_rows(noisy_labels, subset, args.db_per_family)
-        hits, seconds = top_hits(queries, digital(rows, train["sequence"].to_numpy()[rows]), 25, args.threads)
-        for k in (1, 10, 25):
-            predicted = np.array([vote([int(noisy_labels[int(h)]) for h in hit[:k]]) for hit in hits])
-            name = "phmmer-noisy-top1" if k == 1 else f"phmmer-noisy-vote{k}"
-            record(n, name, float(np.mean(predicted == truth)), seconds, len(q), database=len(rows),
-                   labels="noisy r=0.4 (observed)")
+        if noisy_labels is not None:
+            rows = database_rows(noisy_labels, subset, args.db_per_family)
+            hits, seconds = top_hits(queries, digital(rows, train["sequence"].to_numpy()[rows]), 25, args.threads)
+            for k in (1, 10, 25):
+                predicted = np.array([vote([int(noisy_labels[int(h)]) for h in hit[:k]]) for hit in hits])
+                name = "phmmer-noisy-top1" if k == 1 else f"phmmer-noisy-vote{k}"
+                record(n, name, float(np.mean(predicted == truth)), seconds, len(q), database=len(rows),
+                       labels="noisy r=0.4 (observed)")
         # protlc: each checkpoint restricted to the subset, and the cost of an n-way head
         for checkpoint in args.checkpoint:
             accuracy, seconds = protlc_accuracy(checkpoint, families, subset, sequences, truth)
@@ -251,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         slope, intercept = np.polyfit(list(costs), list(costs.values()), 1)
         seconds = (intercept + slope * PFAM_FAMILIES) * residues / len(q)  # per query of the last setting's length
-        records.append({**stamp("hmmer"), "families": PFAM_FAMILIES, "method": method, "extrapolated": True,
+        records.append({**stamp("hmmer"), "dataset": clean_dataset.name, "split": split, "families": PFAM_FAMILIES,
+                        "method": method, "extrapolated": True,
                         "seconds_per_query": round(seconds, 4), "sequences_per_second": round(1 / seconds, 3),
                         "fit": f"per residue {intercept:.3g} s + {slope:.3g} s x families", "threads": args.threads})
         print(f"{PFAM_FAMILIES} families  {method:<28}  (extrapolated) {1 / seconds:10.3f} seq/s")

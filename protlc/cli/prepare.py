@@ -8,8 +8,8 @@ import click
 
 
 from protlc.cli.signals import terminate_cleanly
-from protlc.data import noise, readers, splits
-from protlc.data.prepare import TOO_LONG_POLICIES, PrepareOptions, prepare_dataset
+from protlc.data import clusters, noise, readers, splits
+from protlc.data.prepare import SPLIT_METHODS, TOO_LONG_POLICIES, PrepareOptions, prepare_dataset
 
 _EPILOG = """\b
 Formats (auto-detected from content):
@@ -25,6 +25,8 @@ Formats (auto-detected from content):
 Example:
   protlc prepare data/exthomfam_tiny32.tsv --out prepared/tiny \\
       --label-noise 0.4 --crop-noise 0.5 --seed 1
+  protlc prepare data/exthomfam_tiny32.tsv --out prepared/tiny_c30 \\
+      --split-method clustered --cluster-identity 0.3   # needs: pip install -e '.[cluster]'
 """
 
 
@@ -43,6 +45,19 @@ Example:
               help="Part of the sequence a crop keeps, drawn uniformly from MIN..MAX.")
 @click.option("--split", "split_text", default=None, metavar="TRAIN,DEV,TEST",
               help="Per-family split fractions [default: 0.8,0.1,0.1; not allowed with protcnn-csv, which keeps its split].")
+@click.option("--split-method", default="random", show_default=True, type=click.Choice(SPLIT_METHODS),
+              help="random: members drawn per family; clustered: whole MMseqs2 clusters per family go to train, dev or "
+                   "test, so held-out domains are far from the training domains (needs the 'cluster' extra).")
+@click.option("--cluster-identity", default=clusters.DEFAULT_IDENTITY, show_default=True, type=float,
+              help="Clustered split: sequences aligned at >= this identity (and --cluster-coverage) share a cluster.")
+@click.option("--cluster-coverage", default=clusters.DEFAULT_COVERAGE, show_default=True, type=float,
+              help="Clustered split: fraction of both sequences the alignment must cover (MMseqs2 -c, --cov-mode 0).")
+@click.option("--cluster-linkage", default=clusters.DEFAULT_LINKAGE, show_default=True, type=click.Choice(tuple(clusters.LINKAGES)),
+              help="Clustered split: single: connected components of every matching pair; set-cover: MMseqs2's default "
+                   "(faster; each member matches only its representative, so held-out domains can be closer).")
+@click.option("--cluster-threads", default=None, type=int, help="Clustered split: MMseqs2 threads [default: all cores].")
+@click.option("--identity-sample", default=clusters.DEFAULT_IDENTITY_SAMPLE, show_default=True, type=int,
+              help="Clustered split: test domains searched against train to record the realised identity (0: skip).")
 @click.option("--min-family-size", default=1, show_default=True, type=int, help="Drop families with fewer members.")
 @click.option("--max-length", default=None, type=int, help="Longest sequence kept (see --too-long) [default: no limit].")
 @click.option("--too-long", default="drop", show_default=True, type=click.Choice(TOO_LONG_POLICIES),
@@ -55,7 +70,8 @@ Example:
               help="Header regex with a (?P<family>...) group, optionally (?P<name>...) and (?P<accession>...).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset directory.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
-def prepare_command(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_noise, crop_fraction, split_text, min_family_size,
+def prepare_command(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_noise, crop_fraction, split_text, split_method,
+            cluster_identity, cluster_coverage, cluster_linkage, cluster_threads, identity_sample, min_family_size,
             max_length, too_long, seed, split_seed, noise_seed, fasta_family_regex, overwrite, progress):
     """Read family-labelled protein data and write a prepared dataset directory.
 
@@ -69,6 +85,8 @@ def prepare_command(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_no
         split=None if split_text is None else splits.parse_fractions(split_text),
         min_family_size=min_family_size, max_length=max_length, too_long=too_long, seed=seed,
         split_seed=split_seed, noise_seed=noise_seed, fasta_family_regex=fasta_family_regex,
+        split_method=split_method, cluster_identity=cluster_identity, cluster_coverage=cluster_coverage,
+        cluster_linkage=cluster_linkage, cluster_threads=cluster_threads, identity_sample=identity_sample,
     )
     with terminate_cleanly():
         summary = prepare_dataset(inputs, out_dir, options, overwrite=overwrite, progress=progress)

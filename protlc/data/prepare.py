@@ -11,16 +11,18 @@ Order of the steps (each one reported in the summary and the manifest):
    study, which cut only the training proteins to 434 residues) and dev/test keep them whole;
 4. ``min_family_size``: families with fewer members (over all splits) are dropped;
 5. label vocabulary: the remaining family ids sorted; a family with two different accessions is an error;
-6. splits: kept when the input fixes them (ProtCNN shards), else :func:`splits.stratified_split`;
-   an empty train, dev or test split is an error;
+6. splits: kept when the input fixes them (ProtCNN shards), else :func:`splits.stratified_split`
+   (``split_method="random"``, the default) or whole MMseqs2 clusters per family
+   (``split_method="clustered"``, :mod:`protlc.data.clusters`); an empty train, dev or test split is an error;
 7. noise on the training split only (cropping, then labels; crops are windows of the truncated training
    sequences), see :mod:`protlc.data.noise`;
 8. atomic write (:func:`store.write_dataset`).
 
 Seeds: ``seed`` (default 0) seeds everything; ``split_seed`` and ``noise_seed`` (default: ``seed``)
 override one concern each. Every concern draws from its own stream
-``numpy.random.default_rng([concern_seed, stream])`` (split 1, crop 2, label 3), so changing the crop
-settings never changes which labels are corrupted, and neither changes the split.
+``numpy.random.default_rng([concern_seed, stream])`` (split 1, crop 2, label 3; the clustered split's
+identity-check sample 4), so changing the crop settings never changes which labels are corrupted, and
+neither changes the split.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ from tqdm import tqdm
 
 from protlc import __version__
 from protlc import columns as col
-from protlc.data import fasta, noise, readers, splits, store
+from protlc.data import clusters, fasta, noise, readers, splits, store
 from protlc.data.records import RecordBlock
 from protlc.data.summary import PrepareSummary, length_stats
 from protlc.errors import ConfigError, InputError
 
 TOO_LONG_POLICIES = ("drop", "truncate")
-SPLIT_STREAM, CROP_STREAM, LABEL_STREAM = 1, 2, 3
+SPLIT_METHODS = ("random", "clustered")
+SPLIT_STREAM, CROP_STREAM, LABEL_STREAM, IDENTITY_STREAM = 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,12 @@ class PrepareOptions:
     split_seed: int | None = None
     noise_seed: int | None = None
     fasta_family_regex: str | None = None
+    split_method: str = "random"  # random: per-family random split; clustered: whole MMseqs2 clusters
+    cluster_identity: float = clusters.DEFAULT_IDENTITY
+    cluster_coverage: float = clusters.DEFAULT_COVERAGE
+    cluster_linkage: str = clusters.DEFAULT_LINKAGE
+    cluster_threads: int | None = None  # None: all cores
+    identity_sample: int = clusters.DEFAULT_IDENTITY_SAMPLE
 
     def check(self) -> None:
         """Raises ConfigError for any out-of-range option (before anything is read)."""
@@ -86,6 +95,11 @@ class PrepareOptions:
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= 0")
         if self.fasta_family_regex is not None:
             fasta.compile_fasta_patterns(self.fasta_family_regex)
+        if self.split_method not in SPLIT_METHODS:
+            raise ConfigError(f"--split-method {self.split_method!r}: choose one of {', '.join(SPLIT_METHODS)}")
+        if self.split_method == "clustered":
+            clusters.check_options(self.cluster_identity, self.cluster_coverage, self.cluster_linkage,
+                                   self.cluster_threads, self.identity_sample)
 
 
 @dataclass
@@ -258,16 +272,29 @@ def _min_size_for_all_splits(fractions: tuple[float, float, float]) -> int:
     return n
 
 
-def _assign_splits(given: np.ndarray, labels: np.ndarray, options: PrepareOptions, split_seed: int, inputs) -> tuple[np.ndarray, dict]:
+def _assign_splits(given: np.ndarray, labels: np.ndarray, options: PrepareOptions, split_seed: int, inputs,
+                   sequences=None, vocabulary=None) -> tuple[np.ndarray, dict]:
+    """Split codes and the manifest's ``split`` entry; ``sequences`` (a callable giving the kept rows'
+    sequences) and ``vocabulary`` are used by the clustered split only."""
     names = ", ".join(str(p) for p in inputs)
     if (given >= 0).all():
         if options.split is not None:
             raise ConfigError(f"{names}: the input already fixes train/dev/test; drop --split")
+        if options.split_method != "random":
+            raise ConfigError(f"{names}: the input already fixes train/dev/test; drop --split-method {options.split_method}")
         codes, info = given, {"policy": "given", "fractions": None, "seed": None}
     elif (given < 0).all():
         fractions = splits.parse_fractions(options.split)
-        codes = splits.stratified_split(labels, fractions, np.random.default_rng([split_seed, SPLIT_STREAM]))
-        info = {"policy": "stratified", "fractions": list(fractions), "seed": split_seed}
+        if options.split_method == "clustered":
+            codes, extra = clusters.clustered_assignment(
+                sequences(), labels, vocabulary, fractions, identity=options.cluster_identity,
+                coverage=options.cluster_coverage, linkage=options.cluster_linkage, threads=options.cluster_threads,
+                sample=options.identity_sample, split_rng=np.random.default_rng([split_seed, SPLIT_STREAM]),
+                sample_rng=np.random.default_rng([split_seed, IDENTITY_STREAM]))
+            info = {"policy": "clustered", "fractions": list(fractions), "seed": split_seed, **extra}
+        else:
+            codes = splits.stratified_split(labels, fractions, np.random.default_rng([split_seed, SPLIT_STREAM]))
+            info = {"policy": "stratified", "fractions": list(fractions), "seed": split_seed}
     else:
         raise ConfigError(f"{names}: cannot mix inputs with fixed splits (protcnn-csv) and inputs without")
     for code, split in enumerate(col.SPLITS):
@@ -278,6 +305,10 @@ def _assign_splits(given: np.ndarray, labels: np.ndarray, options: PrepareOption
                 hint = (f": each family goes to train only unless it has at least "
                         f"{_min_size_for_all_splits(info['fractions'])} members, and the largest has {largest}; "
                         f"give more sequences per family or larger dev/test fractions with --split")
+            elif info["policy"] == "clustered":
+                hint = (f": no cluster of {info['clustering']['clusters']} fits a family's {split} quota "
+                        f"(largest cluster {info['clustering']['largest_cluster']}); give more sequences per family, "
+                        f"larger dev/test fractions with --split, or a higher --cluster-identity")
             raise InputError(f"{names}: the {split} split would be empty{hint}")
     return codes, info
 
@@ -346,7 +377,9 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: 
     vocabulary, labels = _vocabulary(rows, ids)
     vocab = pa.array(vocabulary, pa.string())
     accessions = pa.array(_family_accessions(rows, ids, labels, len(vocabulary)), pa.string())
-    codes, split_info = _assign_splits(rows.given_split[ids], labels, options, split_seed, inputs)
+    codes, split_info = _assign_splits(
+        rows.given_split[ids], labels, options, split_seed, inputs, vocabulary=vocabulary,
+        sequences=lambda: rows.sequences.take(ids).to_pylist())  # whole sequences (truncation comes after)
 
     tables, noise_info = {}, {}
     truncate = options.max_length is not None and options.too_long == "truncate"

@@ -82,7 +82,7 @@ class PrepareSummary:
         label, crop = self.noise["label"], self.noise["crop"]
         split = self.split
         split_text = "given by the input" if split["policy"] == "given" else (
-            f"stratified {','.join(f'{f:g}' for f in split['fractions'])}, seed {split['seed']}")
+            f"{split['policy']} {','.join(f'{f:g}' for f in split['fractions'])}, seed {split['seed']}")
         long_text = "no limit" if self.max_length is None else f"{self.too_long} longer than {self.max_length} ({self.too_long_policy})"
         if self.max_length is not None and self.too_long_policy == "truncate":
             kept = self.too_long_splits["kept_whole"]
@@ -94,6 +94,7 @@ class PrepareSummary:
             + (f" ({self.families_dropped} dropped with < {self.min_family_size} members, "
                f"{self.sequences_dropped_small} sequences)" if self.families_dropped else ""),
             f"  split              {split_text}",
+            *(_cluster_lines(split) if split["policy"] == "clustered" else []),
             f"  duplicates dropped {self.duplicates_dropped}",
             f"  max length         {long_text}",
             f"  label noise        {label['kind']} r={label['rate']:g}: {label['noisy']} of {self.counts['train']} "
@@ -111,3 +112,21 @@ class PrepareSummary:
                 + "".join(f"{stats['p' + str(q)]:>7}" for q in PERCENTILES) + f"{stats['max']:>7}"
             )
         return "\n".join(lines)
+
+
+def _cluster_lines(split: dict) -> list[str]:
+    """The clustered split's lines of the summary table."""
+    clustering, checked = split["clustering"], split["realised_identity"]
+    params = clustering["parameters"]
+    lines = [
+        f"  clusters           {clustering['clusters']} ({clustering['tool']} {clustering['command']}, {clustering['linkage']} "
+        f"linkage, identity >= {params['min_seq_id']:g}, coverage {params['coverage']:g}, cov-mode {params['cov_mode']}; "
+        f"largest {clustering['largest_cluster']}, {clustering['clusters_spanning_families']} span families)",
+        f"  train-only         {split['num_train_only_families']} families (no cluster fits their dev/test quota)",
+    ]
+    if checked:
+        criteria, loose = checked["criteria"], checked["any_alignment"]
+        lines.append(
+            f"  test vs train      max identity {criteria['max']:g} (coverage >= {criteria['coverage']:g}, E <= {criteria['evalue']:g}), "
+            f"{loose['max']:g} (any local alignment); {checked['sample']} sampled test domains, median {criteria['median']:g}")
+    return lines
