@@ -21,9 +21,10 @@ Assignment rule (:func:`clustered_split`):
 2. per family, the quotas are those of the random split (:func:`splits.family_split_sizes` of the
    number of that family's members in clusters homed there), so train always keeps at least one cluster;
 3. the family's clusters are visited in an order drawn from the split's own Generator; each goes to
-   test if its members of the family fit in what is left of the test quota, else to dev if they fit in
-   the dev quota, else to train. Quotas are never exceeded; a cluster larger than the dev/test quota
-   always goes to train, so test and dev are filled by the smaller clusters (and can fall short).
+   whichever of test and dev has the larger share of its quota left among those its members of the
+   family fit in (ties: test), else to train. So dev and test fill alternately, the same way; quotas are
+   never exceeded; a cluster larger than the dev/test quota always goes to train, so test and dev are
+   filled by the smaller clusters (and can fall short).
 
 A family whose members form a single cluster therefore stays train-only (as does one whose clusters
 are all larger than its quotas); such families are listed in the manifest
@@ -72,7 +73,8 @@ LINKAGES = {
 DEFAULT_LINKAGE = "single"
 SEARCH_MAX_SEQS = 1000
 RULE = ("whole clusters; home family = majority family (ties: smallest label); per family, clusters in seeded "
-        "random order fill the test then dev quota when they fit, else train")
+        "random order go to test or dev, whichever has more of its quota left among those they fit in (ties: test), "
+        "else to train")
 
 
 def check_options(identity: float, coverage: float, linkage: str, threads: int | None, sample: int) -> None:
@@ -195,11 +197,14 @@ def clustered_split(labels: np.ndarray, clusters: np.ndarray, fractions: tuple[f
     filled = np.zeros((num_labels, 3), dtype=np.int64)
     for c in visit.tolist():
         f, size = home[c], home_count[c]
-        for code in (splits.TEST, splits.DEV):
-            if filled[f, code] + size <= quota[f, code]:
-                filled[f, code] += size
-                cluster_code[c] = code
-                break
+        best, best_share = splits.TRAIN, 0.0
+        for code in (splits.TEST, splits.DEV):  # the split with more of its quota left, of those it fits in
+            left = quota[f, code] - filled[f, code]
+            if size <= left and left / quota[f, code] > best_share:
+                best, best_share = code, left / quota[f, code]
+        if best != splits.TRAIN:
+            filled[f, best] += size
+            cluster_code[c] = best
     return cluster_code[clusters], {"clusters": k, "clusters_spanning_families": spanning}
 
 
