@@ -1,0 +1,121 @@
+"""Classifier variants on a (clustered) split's dev and test domains: softmax, embedding kNN, ensembles.
+
+    python benchmarks/bench_clustered.py DATASET_DIR CKPT [CKPT ...] [--device cpu|cuda] [--out FILE]
+
+For every checkpoint (a ``protlc train`` run's ``best.ckpt`` or ``last.ckpt``) and for the ensemble of all
+given checkpoints (mean of their probabilities; kNN on their concatenated embeddings), it reports accuracy on
+dev and test against the clean labels for
+
+* ``softmax``: the argmax of the head;
+* ``knn{k}``: the k nearest training domains by cosine similarity of the encoder's pooled embedding (the
+  ProtCNN work's ProtREP), a similarity-weighted vote of their observed labels;
+* ``mix``: the softmax probabilities plus the kNN vote share, weighted 1:1.
+
+Nothing here is tuned on test: the same rules run on dev and test, and a user picks on dev.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from protlc import columns as col  # noqa: E402
+from protlc.data.loading import EncodedSequences  # noqa: E402
+from protlc.data.store import read_split  # noqa: E402
+from protlc.inference import model_outputs, softmax  # noqa: E402
+from protlc.model.checkpoint import load_checkpoint  # noqa: E402
+
+KS = (1, 5, 25)
+
+
+def head_probs(model, emb_raw: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return softmax(model.head(torch.from_numpy(emb_raw)).float().numpy())
+
+
+def knn_votes(query: np.ndarray, reference: np.ndarray, labels: np.ndarray, num_classes: int, k: int,
+              device: torch.device) -> np.ndarray:
+    """``(Q, C)`` similarity-weighted vote shares of the k nearest reference rows (cosine)."""
+    ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(device)
+    lab = torch.from_numpy(labels).to(device)
+    out = np.zeros((len(query), num_classes), np.float32)
+    for start in range(0, len(query), 2048):
+        q = torch.from_numpy(np.ascontiguousarray(query[start:start + 2048], dtype=np.float32)).to(device)
+        sim, idx = (q @ ref.T).topk(k, dim=1)
+        votes = torch.zeros(len(q), num_classes, device=device)
+        votes.scatter_add_(1, lab[idx], sim.clamp_min(0) + 1e-6)
+        out[start:start + len(q)] = (votes / votes.sum(1, keepdim=True)).cpu().numpy()
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("checkpoints", type=Path, nargs="+")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=None, help="append the JSON record to this file")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    precision = "bf16-mixed" if device.type == "cuda" else "32"
+    splits = {s: read_split(args.dataset, s) for s in ("train", "dev", "test")}
+    num_classes = int(max(f[col.CLEAN_LABEL].max() for f in splits.values())) + 1
+    train_labels = splits["train"][col.LABEL].to_numpy().astype(np.int64)
+    truth = {s: splits[s][col.CLEAN_LABEL].to_numpy() for s in ("dev", "test")}
+    started = time.perf_counter()
+    per_model, all_emb, all_probs = {}, [], []
+    for checkpoint in args.checkpoints:
+        loaded = load_checkpoint(checkpoint, task="classify")
+        model = loaded.model.to(device)
+        tokens = 65536 if device.type == "cuda" else 16384
+        emb, probs = {}, {}
+        for name, frame in splits.items():
+            raw = model_outputs(model.encoder, EncodedSequences(frame[col.SEQUENCE].tolist()), device=device,
+                                precision=precision, tokens_per_batch=tokens)
+            emb[name] = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+            if name != "train":
+                probs[name] = head_probs(model.cpu(), raw)
+                model.to(device)
+        all_emb.append(emb)
+        all_probs.append(probs)
+        per_model[str(checkpoint)] = evaluate(emb, probs, train_labels, truth, num_classes, device)
+    report = {"dataset": str(args.dataset), "sizes": {s: len(f) for s, f in splits.items()},
+              "models": per_model}
+    if len(args.checkpoints) > 1:
+        emb = {s: np.concatenate([e[s] for e in all_emb], axis=1) / np.sqrt(len(all_emb)) for s in splits}
+        probs = {s: np.mean([p[s] for p in all_probs], axis=0) for s in ("dev", "test")}
+        report["ensemble"] = evaluate(emb, probs, train_labels, truth, num_classes, device)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(report)
+    print(text, flush=True)
+    if args.out:
+        with open(args.out, "a") as handle:
+            handle.write(text + "\n")
+    return 0
+
+
+def evaluate(emb, probs, train_labels, truth, num_classes, device) -> dict:
+    out = {}
+    for split in ("dev", "test"):
+        y = truth[split]
+        scores = {"softmax": probs[split]}
+        for k in KS:
+            scores[f"knn{k}"] = knn_votes(emb[split], emb["train"], train_labels, num_classes, k, device)
+        scores["mix"] = probs[split] + scores["knn5"]
+        for name, s in scores.items():
+            correct = s.argmax(1) == y
+            out[f"{split}/{name}"] = round(float(correct.mean()), 4)
+            out[f"{split}/{name}_se"] = round(float(correct.std(ddof=1) / np.sqrt(len(y))), 4) if len(y) > 1 else None
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
