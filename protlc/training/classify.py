@@ -16,6 +16,7 @@ import torchmetrics
 from protlc.losses import build_loss
 from protlc.model import ProtCNNClassifier, ProtCNNConfig
 from protlc.model.checkpoint import stamp
+from protlc.training.augment import augment_batch, is_active, step_generator
 
 
 class ClassifierModule(pl.LightningModule):
@@ -44,12 +45,17 @@ class ClassifierModule(pl.LightningModule):
             for stage in ("train", "dev")
         })
         self.dev_ece = torchmetrics.classification.MulticlassCalibrationError(n_bins=15, **metric_args)
+        self.augment = dict(config.get("augment") or {})
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(tokens, mask)
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        logits = self(batch["tokens"], batch["mask"])
+        tokens, mask = batch["tokens"], batch["mask"]
+        if stage == "train" and is_active(self.augment):
+            generator = step_generator(tokens.device, self.hparams.config["seed"], self.global_step)
+            tokens, mask = augment_batch(tokens, mask, self.augment, generator)
+        logits = self(tokens, mask)
         labels = batch["label"]
         if stage == "train":
             out = self.loss_fn(logits.float(), labels, step=self.global_step + 1,

@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     # 3 * max_examples forward passes)
     "dynamics": {"every_n_steps": "auto", "max_examples": 2000},
     "eval": {"batch_size": 256, "tokens_per_batch": None},  # validation, dynamics, final evaluation
+    # training-time random crops and residue masking (protlc.training.augment); off by default
+    "augment": {"crop_probability": 0.0, "crop_min": 0.5, "mask_rate": 0.0},
 }
 
 class _Loader(yaml.SafeLoader):
@@ -159,6 +161,9 @@ TRAIN_RULES: dict[str, Rule] = {
     "eval.tokens_per_batch": TOKENS,
     "dynamics.every_n_steps": ((lambda v: v == "auto" or whole(1)[0](v)), "auto or an integer >= 1"),
     "dynamics.max_examples": whole(1),
+    "augment.crop_probability": number(0, 1),
+    "augment.crop_min": number(0, 1, low_open=True),
+    "augment.mask_rate": number(0, 1, high_open=True),
 }
 
 
