@@ -199,8 +199,7 @@ class MaskedBatchNorm1d(nn.Module):
         centred = _masked(x - first[:, None], mask)
         offset = centred.sum(dim=(0, 2), dtype=acc) / count  # E[x - first]: the rounding error of `first`
         mean = first.to(acc) + offset
-        var = (torch.linalg.vector_norm(centred, 2, dim=(0, 2), dtype=acc).square() / count
-               - offset.square()).clamp(min=0.0)
+        var = (centred.to(acc).square().sum(dim=(0, 2)) / count - offset.square()).clamp(min=0.0)
         with torch.no_grad():
             unbiased = var * (count / (count - 1).clamp(min=1.0))
             self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
