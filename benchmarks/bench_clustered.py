@@ -9,7 +9,10 @@ dev and test against the clean labels for
 * ``softmax``: the argmax of the head;
 * ``knn{k}``: the k nearest training domains by cosine similarity of the encoder's pooled embedding (the
   ProtCNN work's ProtREP), a similarity-weighted vote of their observed labels;
-* ``mix``: the softmax probabilities plus the kNN vote share, weighted 1:1.
+* ``mix``: the softmax probabilities plus the kNN vote share, weighted 1:1;
+* with ``--homology-per-family N``: ``phmmer`` (the best hit's family among N seeded training domains per
+  family, no hit = wrong) and ``fused`` / ``fused_mix`` (:mod:`protlc.homology`: the hit's family when its
+  E-value is at most a cutoff chosen on dev, else the network's softmax / mix answer).
 
 Nothing here is tuned on test: the same rules run on dev and test, and a user picks on dev.
 """
@@ -32,6 +35,7 @@ from protlc import columns as col  # noqa: E402
 from protlc.data.loading import EncodedSequences  # noqa: E402
 from protlc.data.store import read_split  # noqa: E402
 from protlc.inference import model_outputs, softmax  # noqa: E402
+from protlc.homology import Reference, choose_cutoff, fuse, reference_rows  # noqa: E402
 from protlc.model.checkpoint import load_checkpoint  # noqa: E402
 
 KS = (1, 5, 25)
@@ -63,6 +67,9 @@ def main(argv=None) -> int:
     parser.add_argument("checkpoints", type=Path, nargs="+")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None, help="append the JSON record to this file")
+    parser.add_argument("--homology-per-family", type=int, default=None,
+                        help="also phmmer against N training domains per family, and the fusion")
+    parser.add_argument("--threads", type=int, default=1, help="phmmer threads")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     precision = "bf16-mixed" if device.type == "cuda" else "32"
@@ -71,6 +78,12 @@ def main(argv=None) -> int:
     train_labels = splits["train"][col.LABEL].to_numpy().astype(np.int64)
     truth = {s: splits[s][col.CLEAN_LABEL].to_numpy() for s in ("dev", "test")}
     started = time.perf_counter()
+    hits = None
+    if args.homology_per_family:
+        rows = reference_rows(train_labels, args.homology_per_family, seed=0)
+        reference = Reference(splits["train"][col.SEQUENCE].to_numpy()[rows].tolist(), train_labels[rows])
+        hits = {s: reference.search(splits[s][col.SEQUENCE].tolist(), args.threads) for s in ("dev", "test")}
+        print(f"phmmer: {time.perf_counter() - started:.0f} s for {len(reference)} reference domains", flush=True)
     per_model, all_emb, all_probs = {}, [], []
     for checkpoint in args.checkpoints:
         loaded = load_checkpoint(checkpoint, task="classify")
@@ -86,13 +99,13 @@ def main(argv=None) -> int:
                 model.to(device)
         all_emb.append(emb)
         all_probs.append(probs)
-        per_model[str(checkpoint)] = evaluate(emb, probs, train_labels, truth, num_classes, device)
+        per_model[str(checkpoint)] = evaluate(emb, probs, train_labels, truth, num_classes, device, hits)
     report = {"dataset": str(args.dataset), "sizes": {s: len(f) for s, f in splits.items()},
               "models": per_model}
     if len(args.checkpoints) > 1:
         emb = {s: np.concatenate([e[s] for e in all_emb], axis=1) / np.sqrt(len(all_emb)) for s in splits}
         probs = {s: np.mean([p[s] for p in all_probs], axis=0) for s in ("dev", "test")}
-        report["ensemble"] = evaluate(emb, probs, train_labels, truth, num_classes, device)
+        report["ensemble"] = evaluate(emb, probs, train_labels, truth, num_classes, device, hits)
     report["seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(report)
     print(text, flush=True)
@@ -102,16 +115,28 @@ def main(argv=None) -> int:
     return 0
 
 
-def evaluate(emb, probs, train_labels, truth, num_classes, device) -> dict:
-    out = {}
+def evaluate(emb, probs, train_labels, truth, num_classes, device, hits=None) -> dict:
+    out, answers = {}, {}
     for split in ("dev", "test"):
         y = truth[split]
         scores = {"softmax": probs[split]}
         for k in KS:
             scores[f"knn{k}"] = knn_votes(emb[split], emb["train"], train_labels, num_classes, k, device)
         scores["mix"] = probs[split] + scores["knn5"]
-        for name, s in scores.items():
-            correct = s.argmax(1) == y
+        answers[split] = {name: s.argmax(1) for name, s in scores.items()}
+        if hits is not None:
+            answers[split]["phmmer"] = hits[split].label
+    if hits is not None:
+        for base in ("softmax", "mix"):
+            cutoff, tried = choose_cutoff(answers["dev"][base], hits["dev"], truth["dev"])
+            out[f"fused_{base}_cutoff"] = cutoff
+            out[f"fused_{base}_dev_by_cutoff"] = tried
+            for split in ("dev", "test"):
+                answers[split][f"fused_{base}"] = fuse(answers[split][base], hits[split], cutoff)[0]
+    for split in ("dev", "test"):
+        y = truth[split]
+        for name, predicted in answers[split].items():
+            correct = predicted == y
             out[f"{split}/{name}"] = round(float(correct.mean()), 4)
             out[f"{split}/{name}_se"] = round(float(correct.std(ddof=1) / np.sqrt(len(y))), 4) if len(y) > 1 else None
     return out

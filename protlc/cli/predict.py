@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from protlc.cli.options import inference_options
+from protlc.homology import DEFAULT_EVALUE, DEFAULT_PER_FAMILY
 
 
 @click.command("predict")
@@ -21,9 +22,17 @@ from protlc.cli.options import inference_options
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-length", type=int, default=10_000, show_default=True, help="Reject longer sequences.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--homology-reference", type=click.Path(path_type=Path), default=None,
+              help="Prepared dataset (the one the model was trained on): search its training domains with "
+                   "phmmer and let a significant hit decide the family (needs the 'hmmer' extra).")
+@click.option("--homology-per-family", type=int, default=DEFAULT_PER_FAMILY, show_default=True,
+              help="Reference domains per family (a seeded sample; 0: all).")
+@click.option("--homology-evalue", type=float, default=DEFAULT_EVALUE, show_default=True,
+              help="A best hit at or below this E-value decides; weaker hits leave it to the network.")
+@click.option("--threads", type=int, default=1, show_default=True, help="phmmer threads.")
 @inference_options
 def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, batch_size, max_length, device,
-                    tokens_per_batch, precision):
+                    homology_reference, homology_per_family, homology_evalue, threads, tokens_per_batch, precision):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
     from protlc.cli.signals import terminate_cleanly
     from protlc.predict import predict
@@ -31,5 +40,7 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
     with terminate_cleanly():
         s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
                     batch_size=batch_size, device=device, max_length=max_length, progress=True,
-                    tokens_per_batch=tokens_per_batch, precision=precision)
+                    tokens_per_batch=tokens_per_batch, precision=precision,
+                    homology_reference=homology_reference, homology_per_family=homology_per_family,
+                    homology_evalue=homology_evalue, threads=threads)
     click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at top probability < {s.threshold:.3f})")
