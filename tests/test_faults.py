@@ -781,3 +781,128 @@ def test_audit_refuses_to_write_over_the_split_it_reads(dataset, whole_run, tmp_
                     copy / "train.parquet")
     assert_one_line_error(result, "is the input", exit_code=2)
     assert snapshot(copy) == before
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 14. a full disk while prepare / predict / score write their output: one line naming it, nothing half-made
+
+
+def _disk_full(*args, **kwargs):
+    """A Parquet write that fails with ENOSPC, as on a full disk (naming no file, like a plain write), after
+    writing part of a file when it is given a path."""
+    import errno
+
+    path = next((a for a in args if isinstance(a, (str, Path))), None)
+    if path is not None:
+        Path(path).write_bytes(b"PAR1 half a file")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _full_disk_on_csv(monkeypatch):
+    import errno
+
+    real = pd.DataFrame.to_csv
+
+    def to_csv(self, path=None, *args, **kwargs):
+        if path is None:
+            return real(self, path, *args, **kwargs)
+        real(self.head(len(self) // 2), path, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+
+
+def test_a_full_disk_while_predict_writes_is_one_line_naming_the_output_and_keeps_the_earlier_one(
+        tmp_path, classifier_checkpoint, sequences_csv, monkeypatch):
+    checkpoint = tmp_path / "classifier.ckpt"
+    classifier_checkpoint(checkpoint)
+    out = tmp_path / "out" / "predictions.csv"
+    out.parent.mkdir()
+    out.write_text("earlier output\n")
+    _full_disk_on_csv(monkeypatch)
+    result = invoke("predict", checkpoint, sequences_csv, "--out", out)
+    assert_one_line_error(result, f"{out}: No space left on device", exit_code=1)
+    assert out.read_text() == "earlier output\n" and [p.name for p in out.parent.iterdir()] == [out.name]
+
+
+def test_a_full_disk_while_score_writes_parquet_is_one_line_and_leaves_no_file(fitness_checkpoint, dms_table,
+                                                                               tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out" / "scores.parquet"
+    out.parent.mkdir()
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", _disk_full)
+    result = invoke("score", fitness_checkpoint, dms_table, "--out", out, "--skip-invalid", "--chunk-size", "100")
+    assert_one_line_error(result, str(out), "No space left on device", exit_code=1)
+    assert list(out.parent.iterdir()) == []  # neither the output, nor its rejects file, nor a temporary file
+
+
+def test_a_full_disk_while_prepare_writes_is_one_line_and_keeps_the_earlier_dataset(dataset, tmp_path,
+                                                                                    monkeypatch):
+    import pyarrow.parquet as pq
+
+    out = Path(shutil.copytree(dataset, tmp_path / "out" / "ds"))
+    before = snapshot(out)
+    tsv = tmp_path / "six.tsv"
+    pd.read_csv(REPO / "data" / "exthomfam_16fam.tsv", sep="\t").head(300).to_csv(tsv, sep="\t", index=False)
+    monkeypatch.setattr(pq, "write_table", _disk_full)
+    result = invoke("prepare", tsv, "--out", out, "--overwrite")
+    assert_one_line_error(result, f"{out}: No space left on device", exit_code=1)
+    assert snapshot(out) == before and [p.name for p in out.parent.iterdir()] == ["ds"]
+
+
+def _this_checkout() -> dict:
+    """The environment of a ``python -m protlc`` subprocess that imports this checkout's protlc."""
+    import os
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def _with_file_size_limit(limit: int):
+    """preexec_fn of a process whose files may not grow past ``limit`` bytes: a write beyond it fails with
+    EFBIG ('File too large'), as a full disk fails with ENOSPC (SIGXFSZ ignored, so it is an error)."""
+    import resource
+    import signal
+
+    def limit_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files
+
+
+@pytest.mark.parametrize("command", ["predict", "score"])
+def test_a_real_write_failure_in_a_pipe_is_exactly_one_stderr_line_without_a_progress_bar(
+        command, whole_run, dataset, fitness_checkpoint, tmp_path):
+    """stderr is a pipe: no progress bar is drawn by default, so stderr holds the one error line only."""
+    import subprocess
+
+    out = tmp_path / "out" / "result.csv"
+    out.parent.mkdir()
+    if command == "predict":
+        big = tmp_path / "big.csv"
+        test = pd.read_parquet(dataset / "test.parquet")[["sequence_name", "sequence"]]
+        pd.concat([test] * 10, ignore_index=True).to_csv(big, index=False)
+        args = ["predict", whole_run[0] / "checkpoints" / "last.ckpt", big, "--out", out]
+    else:
+        args = ["score", fitness_checkpoint, "--saturation", "--out", out]
+    done = subprocess.run(_protlc(*args), capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          preexec_fn=_with_file_size_limit(20_000), env=_this_checkout())
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [f"protlc: error: {out}: File too large"], done.stderr[-2000:]
+    assert list(out.parent.iterdir()) == []
+
+
+def test_progress_bars_are_drawn_only_on_a_terminal_or_when_asked_and_never_hold_the_error_line(
+        tmp_path, classifier_checkpoint, sequences_csv, monkeypatch):
+    checkpoint = tmp_path / "classifier.ckpt"
+    classifier_checkpoint(checkpoint)
+    quiet = invoke("predict", checkpoint, sequences_csv, "--out", tmp_path / "a.csv")  # stderr is no terminal
+    assert quiet.exit_code == 0 and "predict:" not in quiet.output and "seq/s" not in quiet.output, quiet.output
+    asked = invoke("predict", checkpoint, sequences_csv, "--out", tmp_path / "b.csv", "--progress")
+    assert asked.exit_code == 0 and "predict:" in asked.output, asked.output
+    _full_disk_on_csv(monkeypatch)
+    failed = invoke("predict", checkpoint, sequences_csv, "--out", tmp_path / "c.csv", "--progress")
+    assert failed.exit_code == 1 and "predict:" in failed.output, failed.output
+    last = failed.output.splitlines()[-1]
+    assert last == f"protlc: error: {tmp_path / 'c.csv'}: No space left on device", failed.output

@@ -21,15 +21,16 @@ from protlc.cli.options import inference_options
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-length", type=int, default=10_000, show_default=True, help="Reject longer sequences.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @inference_options
 def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, batch_size, max_length, device,
-                    tokens_per_batch, precision):
+                    progress, tokens_per_batch, precision):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
     from protlc.cli.signals import terminate_cleanly
     from protlc.predict import predict
 
     with terminate_cleanly():
         s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
-                    batch_size=batch_size, device=device, max_length=max_length, progress=True,
+                    batch_size=batch_size, device=device, max_length=max_length, progress=progress,
                     tokens_per_batch=tokens_per_batch, precision=precision)
     click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at top probability < {s.threshold:.3f})")

@@ -50,7 +50,7 @@ Example:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 @click.option("--devices", type=int, default=1, show_default=True, help="Worker processes (one per GPU with cuda).")
 @click.option("--output-column", default="fitness", show_default=True, help="Name of the predicted column.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @inference_options
 def score_command(checkpoint, library, out_path, wt, offset, notation, mutant_column, saturation, combinatorial,
                   skip_invalid, batch_size, chunk_size, device, devices, output_column, progress, tokens_per_batch,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,6 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
 from protlc import __version__
 from protlc import columns as col
@@ -46,6 +44,7 @@ from protlc.data import clusters, fasta, noise, readers, splits, store
 from protlc.data.records import RecordBlock
 from protlc.data.summary import PrepareSummary, length_stats
 from protlc.errors import ConfigError, InputError
+from protlc.progress import progress_bar
 
 TOO_LONG_POLICIES = ("drop", "truncate")
 SPLIT_METHODS = ("random", "clustered")
@@ -141,8 +140,8 @@ def _read_all(inputs: Sequence[Path], options: PrepareOptions, progress: bool | 
     patterns = (options.fasta_family_regex,) if options.fasta_family_regex else None
     # checksums run on a second thread while the parser reads (hashlib releases the GIL)
     with ThreadPoolExecutor(max_workers=1) as hasher, \
-            tqdm(unit=" seq", unit_scale=True, file=sys.stderr, disable=None if progress is None else not progress,
-                 bar_format="{desc}{n_fmt}{unit} [{elapsed}, {rate_fmt}]") as bar:
+            progress_bar(progress, unit=" seq", unit_scale=True,
+                         bar_format="{desc}{n_fmt}{unit} [{elapsed}, {rate_fmt}]") as bar:
         for path in inputs:
             fmt = readers.detect_format(path) if options.format == "auto" else options.format
             bar.set_description(f"reading {path.name}")

@@ -49,6 +49,7 @@ from protlc.dms.tables import (
 from protlc.errors import ConfigError, InputError
 from protlc.inference import check_device, inference_precision, inference_tokens, model_outputs
 from protlc.model.checkpoint import load_checkpoint
+from protlc.progress import progress_bar
 
 FITNESS = "fitness"
 PREDICTED_FAMILY = "predicted_family"
@@ -342,7 +343,7 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
                   offset: int | None = None, notation: str = "auto", saturation: bool = False,
                   combinatorial: str | None = None, skip_invalid: bool = False, mutant_column: str | None = None,
                   batch_size: int = 512, chunk_size: int = 100_000, device: str = "cpu", devices: int = 1,
-                  output_column: str = FITNESS, progress: bool = False, tokens_per_batch: int | None = None,
+                  output_column: str = FITNESS, progress: bool | None = False, tokens_per_batch: int | None = None,
                   precision: str | None = None) -> ScoreSummary:
     """Score every variant of a library with a fitness checkpoint; see the module docstring.
 
@@ -395,9 +396,6 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
 
     submit, pool = _prediction_backend(checkpoint, loaded.model, device, devices, batch_size, tokens_per_batch,
                                        precision)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=source.total, desc="score", unit="variant", disable=not progress)
     counts = {"rows": 0, "scored": 0, "rejected": 0, "unique": 0, "mismatched": 0}
     rejects_file = rejects_path(out) if skip_invalid else None
 
@@ -413,7 +411,8 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
 
     try:
         rejects_context = ChunkWriter(rejects_file) if rejects_file else contextlib.nullcontext()
-        with ChunkWriter(out) as writer, rejects_context as reject_writer:
+        with progress_bar(progress, total=source.total, desc="score", unit="variant") as bar, \
+                ChunkWriter(out) as writer, rejects_context as reject_writer:
             in_flight: deque = deque()
             for frame in source.chunks:
                 counts["rows"] += len(frame)
@@ -444,7 +443,6 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
             if reject_writer is not None and reject_writer.rows == 0:
                 reject_writer.write(pd.DataFrame(columns=list(REJECT_COLUMNS)))
     finally:
-        bar.close()
         if pool is not None:
             pool.terminate()
     return ScoreSummary(counts["rows"], counts["scored"], counts["rejected"], counts["unique"],
