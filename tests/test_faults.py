@@ -906,3 +906,38 @@ def test_progress_bars_are_drawn_only_on_a_terminal_or_when_asked_and_never_hold
     assert failed.exit_code == 1 and "predict:" in failed.output, failed.output
     last = failed.output.splitlines()[-1]
     assert last == f"protlc: error: {tmp_path / 'c.csv'}: No space left on device", failed.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 15. --config that is not a YAML mapping: one line naming the file and what it is
+
+
+def _config_file(tmp_path: Path, kind: str, classifier_checkpoint) -> Path:
+    path = tmp_path / f"config.{kind}"
+    if kind == "ckpt":
+        classifier_checkpoint(path)
+    elif kind == "bin":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif kind == "list":
+        path.write_text("- optim\n- lr\n")
+    elif kind == "dir":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(("command", "kind", "message"), [
+    ("train", "ckpt", "not a YAML text file (a zip archive such as a checkpoint)"),
+    ("train", "bin", "not a YAML text file (binary, not UTF-8 text)"),
+    ("train", "list", "must be a mapping of sections (e.g. 'optim: {lr: 0.001}'), got a list"),
+    ("train", "dir", "is a directory"),
+    ("train-dms", "ckpt", "not a YAML text file"),
+    ("reproduce", "bin", "not a YAML text file"),
+    ("reproduce", "list", "a grid config must be a mapping"),
+])
+def test_a_config_that_is_binary_or_not_a_mapping_is_one_line_naming_it(dataset, dms_table, tmp_path, command, kind,
+                                                                        message, classifier_checkpoint):
+    config = _config_file(tmp_path, kind, classifier_checkpoint)
+    source = {"train": [dataset], "train-dms": [dms_table, "--wt", PAB1_WT], "reproduce": []}[command]
+    result = invoke(command, *source, "--out", tmp_path / "run", "--config", config)
+    assert_one_line_error(result, str(config), message, exit_code=2)
+    assert not (tmp_path / "run").exists()
