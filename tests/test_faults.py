@@ -941,3 +941,71 @@ def test_a_config_that_is_binary_or_not_a_mapping_is_one_line_naming_it(dataset,
     result = invoke(command, *source, "--out", tmp_path / "run", "--config", config)
     assert_one_line_error(result, str(config), message, exit_code=2)
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 16. a hand-edited checkpoint: sizes checked against its tensors, before the model is allocated
+
+
+def _hand_edited(source: Path, target: Path, how: str) -> Path:
+    ckpt = torch.load(source, weights_only=True)
+    hp, state = ckpt["hyper_parameters"], ckpt["state_dict"]
+    if how == "absurd filters":
+        hp["model_config"]["filters"] = 10**7  # terabytes, were it allocated
+    elif how == "one more label":
+        hp["labels"] = [*hp["labels"], {"family_id": "EXTRA", "family_accession": None}]
+    elif how == "narrower kernel":
+        state["model.encoder.conv_in.weight"] = state["model.encoder.conv_in.weight"][:, :, :5].clone()
+    elif how == "missing tensor":
+        del state["model.encoder.conv_in.bias"]
+    torch.save(ckpt, target)
+    return target
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    ("absurd filters", "tensor encoder.conv_in.weight has shape [16, 20, 9] but the model its model_config and "
+                       "3 labels describe needs [10000000, 20, 9]"),
+    ("one more label", "tensor head.linear.weight has shape [3, 16] but the model its model_config and 4 labels "
+                       "describe needs [4, 16]"),
+    ("narrower kernel", "tensor encoder.conv_in.weight has shape [16, 20, 5]"),
+    ("missing tensor", "missing tensor(s) encoder.conv_in.bias"),
+])
+def test_predict_and_audit_refuse_a_hand_edited_classifier_checkpoint_in_one_line(
+        tmp_path, classifier_checkpoint, sequences_csv, dataset, how, message):
+    classifier_checkpoint(tmp_path / "c.ckpt")
+    checkpoint = _hand_edited(tmp_path / "c.ckpt", tmp_path / "edited.ckpt", how)
+    result = invoke("predict", checkpoint, sequences_csv, "--out", tmp_path / "p.csv")
+    assert_one_line_error(result, str(checkpoint), message, exit_code=3)
+    result = invoke("audit", checkpoint, "--dataset", dataset, "--out", tmp_path / "a.csv")
+    assert_one_line_error(result, str(checkpoint), message, exit_code=3)
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "a.csv").exists()
+
+
+@pytest.mark.parametrize("how", ["absurd filters", "narrower kernel"])
+def test_score_and_init_refuse_a_hand_edited_checkpoint_in_one_line(fitness_checkpoint, dms_table, tmp_path,
+                                                                   classifier_checkpoint, how):
+    checkpoint = _hand_edited(fitness_checkpoint, tmp_path / "edited.ckpt", how)
+    result = invoke("score", checkpoint, "--saturation", "--out", tmp_path / "s.csv")
+    assert_one_line_error(result, str(checkpoint), "tensor encoder.conv_in.weight has shape", exit_code=3)
+    classifier_checkpoint(tmp_path / "c.ckpt")
+    pfam = _hand_edited(tmp_path / "c.ckpt", tmp_path / "pfam.ckpt", how)
+    result = invoke("train-dms", dms_table, "--out", tmp_path / "run", "--wt", PAB1_WT, "--offset", PAB1_OFFSET,
+                    "--init", pfam)
+    assert_one_line_error(result, str(pfam), "tensor encoder.conv_in.weight has shape", exit_code=3)
+
+
+def test_an_absurd_model_size_is_refused_before_any_memory_is_taken(tmp_path, classifier_checkpoint, sequences_csv):
+    """Under a 6 GiB address-space limit: building the 10**7-filter model first would fail for memory."""
+    import resource
+    import subprocess
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    classifier_checkpoint(tmp_path / "c.ckpt")
+    checkpoint = _hand_edited(tmp_path / "c.ckpt", tmp_path / "edited.ckpt", "absurd filters")
+    done = subprocess.run(_protlc("predict", checkpoint, sequences_csv, "--out", tmp_path / "p.csv"),
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300, preexec_fn=limit_memory,
+                          env=_this_checkout())
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert len(done.stderr.splitlines()) == 1 and "needs [10000000, 20, 9]" in done.stderr, done.stderr[-2000:]
