@@ -1009,3 +1009,42 @@ def test_an_absurd_model_size_is_refused_before_any_memory_is_taken(tmp_path, cl
                           env=_this_checkout())
     assert done.returncode == 3, done.stderr[-2000:]
     assert len(done.stderr.splitlines()) == 1 and "needs [10000000, 20, 9]" in done.stderr, done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 17. score: a combinatorial library's size up front and a limit; no stale rejects; nothing scoreable
+
+
+def test_a_combinatorial_library_states_its_size_and_is_refused_past_max_variants(fitness_checkpoint, tmp_path):
+    small = invoke("score", fitness_checkpoint, "--combinatorial", "1:GAV,2:NAG", "--out", tmp_path / "c.csv",
+                   "--max-variants", "8")
+    assert_one_line_error(small, "makes 9 variants, more than --max-variants 8", exit_code=2)
+    every = "ACDEFGHIKLMNPQRSTVWY"
+    spec = ",".join(f"{i}:{every}" for i in range(1, 7))  # 20**6 = 64,000,000 variants
+    result = invoke("score", fitness_checkpoint, "--combinatorial", spec, "--out", tmp_path / "c.csv")
+    assert_one_line_error(result, "makes 64,000,000 variants, more than --max-variants 10,000,000",
+                          "pass --max-variants 64000000", exit_code=2)
+    assert list(tmp_path.iterdir()) == []
+    done = invoke("score", fitness_checkpoint, "--combinatorial", "1:GAV,2:NAG", "--out", tmp_path / "c.csv",
+                  "--max-variants", "9")
+    assert done.exit_code == 0, done.output
+    assert done.output.splitlines()[0] == "scoring 9 variants of the --combinatorial library"
+    assert len(pd.read_csv(tmp_path / "c.csv")) == 9
+
+
+def test_score_removes_a_stale_rejects_file_and_refuses_a_library_without_a_valid_row(fitness_checkpoint,
+                                                                                      tmp_path):
+    out = tmp_path / "scores.csv"
+    (tmp_path / "mixed.csv").write_text("mutant\nG126A\nN127J\n")
+    assert invoke("score", fitness_checkpoint, tmp_path / "mixed.csv", "--out", out, "--skip-invalid").exit_code == 0
+    assert len(pd.read_csv(tmp_path / "scores.rejects.csv")) == 1
+    (tmp_path / "clean.csv").write_text("mutant\nG126A\nN127A\n")
+    result = invoke("score", fitness_checkpoint, tmp_path / "clean.csv", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == 2 and not (tmp_path / "scores.rejects.csv").exists()  # it described another run
+
+    (tmp_path / "invalid.csv").write_text("mutant\nG126J\nN127B\n")
+    result = invoke("score", fitness_checkpoint, tmp_path / "invalid.csv", "--out", tmp_path / "none.csv",
+                    "--skip-invalid")
+    assert_one_line_error(result, "none of its 2 rows could be scored", exit_code=2)
+    assert not (tmp_path / "none.csv").exists() and not (tmp_path / "none.rejects.csv").exists()
