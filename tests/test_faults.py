@@ -1048,3 +1048,22 @@ def test_score_removes_a_stale_rejects_file_and_refuses_a_library_without_a_vali
                     "--skip-invalid")
     assert_one_line_error(result, "none of its 2 rows could be scored", exit_code=2)
     assert not (tmp_path / "none.csv").exists() and not (tmp_path / "none.rejects.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 18. prepare warns when it keeps very long sequences
+
+
+def test_prepare_warns_in_one_line_when_it_keeps_sequences_longer_than_10000_residues(tmp_path):
+    df = pd.read_csv(REPO / "data" / "exthomfam_16fam.tsv", sep="\t").head(300)
+    long = (df["sequence"].iloc[0] * 200)[:12_345]  # a real domain repeated: 12,345 residues
+    df.loc[df.index[0], "sequence"] = long
+    tsv = tmp_path / "long.tsv"
+    df.to_csv(tsv, sep="\t", index=False)
+    result = CliRunner().invoke(cli, ["prepare", str(tsv), "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "protlc: warning: 1 sequence(s) longer than 10,000 residues kept (longest 12,345); drop or cut them with "
+        "--max-length 10000 [--too-long truncate]"]
+    capped = CliRunner().invoke(cli, ["prepare", str(tsv), "--out", str(tmp_path / "ds2"), "--max-length", "10000"])
+    assert capped.exit_code == 0 and capped.stderr == "", capped.output

@@ -42,7 +42,7 @@ from protlc import __version__
 from protlc import columns as col
 from protlc.data import clusters, fasta, noise, readers, splits, store
 from protlc.data.records import RecordBlock
-from protlc.data.summary import PrepareSummary, length_stats
+from protlc.data.summary import LONG_SEQUENCE, PrepareSummary, length_stats
 from protlc.errors import ConfigError, InputError
 from protlc.progress import progress_bar
 
@@ -408,6 +408,7 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: 
         too_long_policy=options.too_long, max_length=options.max_length, min_family_size=options.min_family_size,
         too_long_splits=too_long_splits, noise=noise_info, split=split_info, **filtered,
         lengths={s: length_stats(t[col.LENGTH].to_numpy()) for s, t in tables.items()},
+        long_kept=sum(int((t[col.LENGTH].to_numpy() > LONG_SEQUENCE).sum()) for t in tables.values()),
     )
     label_entries = [{col.FAMILY_ID: f, col.FAMILY_ACCESSION: a} for f, a in zip(vocabulary, accessions.to_pylist())]
     manifest = summary.manifest(sources, seed=options.seed, version=__version__,
