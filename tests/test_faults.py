@@ -1067,3 +1067,33 @@ def test_prepare_warns_in_one_line_when_it_keeps_sequences_longer_than_10000_res
         "--max-length 10000 [--too-long truncate]"]
     capped = CliRunner().invoke(cli, ["prepare", str(tsv), "--out", str(tmp_path / "ds2"), "--max-length", "10000"])
     assert capped.exit_code == 0 and capped.stderr == "", capped.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 19. a directory where a file is expected; an empty --loss
+
+
+def test_a_directory_given_where_a_file_is_expected_says_so(dms_table, sequences_csv, fitness_checkpoint, tmp_path,
+                                                            classifier_checkpoint):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    classifier = classifier_checkpoint(tmp_path / "c.ckpt") and tmp_path / "c.ckpt"
+    cases = [
+        ["predict", folder, sequences_csv, "--out", tmp_path / "p.csv"],  # the checkpoint
+        ["predict", classifier, folder, "--out", tmp_path / "p.csv"],
+        ["score", fitness_checkpoint, folder, "--out", tmp_path / "s.csv"],  # the library
+        ["score", fitness_checkpoint, "--saturation", "--wt", folder, "--out", tmp_path / "s.csv"],
+        ["train-dms", folder, "--out", tmp_path / "run", "--wt", PAB1_WT],  # the table
+    ]
+    for args in cases:
+        line = assert_one_line_error(invoke(*args), str(folder), "is a directory")
+        assert "does not exist" not in line and "no such file" not in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt", "folder", "seqs.csv"]
+
+
+@pytest.mark.parametrize("flags", [["--loss", ""], ["--set", "loss.name="]])
+def test_an_empty_loss_name_says_it_is_empty_and_lists_the_losses(dataset, tmp_path, flags):
+    result = invoke("train", dataset, "--out", tmp_path / "run", *flags)
+    assert_one_line_error(result, "the loss name is empty; valid losses: cce, ls, cp, bootsoft, proselflc",
+                          exit_code=2)
+    assert not (tmp_path / "run").exists()
