@@ -1,4 +1,9 @@
-"""Atomic output: write to a temporary sibling, then rename, so a crash never leaves half a file."""
+"""Atomic output: write to a temporary sibling, then rename, so a crash never leaves half a file.
+
+An OSError while an output is written (a full disk, a file-size limit, a read-only directory) removes
+the temporary file or directory, keeps an earlier output, and is re-raised naming the output's path
+(``exc.filename``), which the CLI prints as one line.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,18 @@ def _umask_mode(base: int) -> int:
     umask = os.umask(0)
     os.umask(umask)
     return base & ~umask
+
+
+def name_output(exc: BaseException, target: Path) -> None:
+    """Make an OSError raised while ``target`` was being written name ``target``: not its hidden temporary
+    file, and not nothing (a full disk raises ENOSPC from a plain write, which names no file), so that
+    the CLI's one line says which output could not be written. A writer that holds several outputs open
+    calls it where a write fails, before the error passes the other outputs' contexts."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return
+    name = None if exc.filename is None else str(exc.filename)
+    if name is None or name.startswith(str(target.parent / f".{target.name}.")):  # ours: see mkstemp/mkdtemp
+        exc.filename, exc.filename2 = str(target), None
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -51,8 +68,12 @@ def atomic_path(target: str | os.PathLike, durable: bool = False) -> Iterator[Pa
     also fsyncs the file before the rename and the directory after it (checkpoints, metrics).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        name_output(exc, target)
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -64,8 +85,9 @@ def atomic_path(target: str | os.PathLike, durable: bool = False) -> Iterator[Pa
         os.replace(tmp_path, target)
         if durable:
             fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        name_output(exc, target)
         raise
 
 
@@ -82,8 +104,12 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     kept). With ``overwrite=False`` an existing non-empty ``target`` is an error raised by the caller.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        name_output(exc, target)
+        raise
     try:
         yield tmp
         os.chmod(tmp, _umask_mode(0o777))
@@ -97,6 +123,7 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        name_output(exc, target)
         raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class ProtlcError(Exception):
     """Base class: a problem the user can fix (bad input, bad option, wrong checkpoint)."""
@@ -49,3 +51,13 @@ def where(path, record=None, line=None) -> str:
     if line is not None:
         parts.append(f"line {line}")
     return ", ".join(parts)
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a system error: ``out/scores.csv: No space left on device``.
+
+    The reason is the system's own text for the error number (pyarrow wraps it in longer text); the path
+    is the file the error names (an output being written, see :mod:`protlc.atomic`), when it names one.
+    """
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc) or type(exc).__name__)
+    return f"{exc.filename}: {reason}" if exc.filename is not None else reason

@@ -328,7 +328,9 @@ def build_loss(name: str, num_classes: int, **params) -> RobustLoss:
     Raises:
         ConfigError: unknown name, unknown parameter, or a value out of range.
     """
-    if name not in LOSSES:
+    if name is None or (isinstance(name, str) and not name.strip()):  # --loss '' (YAML reads it as null)
+        raise ConfigError(f"the loss name is empty; valid losses: {', '.join(LOSSES)}")
+    if not isinstance(name, str) or name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
     cls, defaults = LOSSES[name]
     accepted = list(inspect.signature(cls.__init__).parameters)[2:]  # after self, num_classes

@@ -32,6 +32,7 @@ from protlc.homology import DEFAULT_EVALUE, DEFAULT_PER_FAMILY, Hits, Reference,
 from protlc.inference import check_device, inference_precision, inference_tokens, predict_proba
 from protlc.metrics import entropy
 from protlc.model.checkpoint import load_checkpoint
+from protlc.progress import progress_bar
 
 def prediction_frame(names, probs: np.ndarray, labels: list[dict], top_k: int, threshold: float,
                      hits: Hits | None = None, evalue_cutoff: float = DEFAULT_EVALUE) -> pd.DataFrame:
@@ -73,16 +74,16 @@ class PredictSummary:
 
 def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path, top_k: int = 3,
             unknown_threshold: float | None = None, batch_size: int = 256, chunk_size: int = 50_000,
-            device: str = "cpu", max_length: int | None = 10_000, progress: bool = False,
+            device: str = "cpu", max_length: int | None = 10_000, progress: bool | None = False,
             tokens_per_batch: int | None = None, precision: str | None = None,
             homology_reference: str | Path | None = None, homology_per_family: int | None = DEFAULT_PER_FAMILY,
             homology_evalue: float = DEFAULT_EVALUE, threads: int = 1) -> PredictSummary:
     """Predict families for every sequence of ``input_path`` (FASTA, CSV/TSV, Parquet) into ``out_path``.
 
+    ``progress``: a bar on stderr (None: when stderr is a terminal, see :mod:`protlc.progress`).
     ``homology_reference``: a prepared dataset whose training split (at most ``homology_per_family`` seeded
     domains per family; None: all) is searched with phmmer (``threads`` threads); a best hit with an
     E-value at most ``homology_evalue`` decides the family (:func:`protlc.homology.fuse`).
-
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
 
@@ -110,26 +111,17 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
         reference = load_reference(homology_reference, loaded.labels, homology_per_family)
     model = loaded.model.to(device)
     n = unknown = 0
-    from tqdm.auto import tqdm
-
-    bar = tqdm(desc="predict", unit="seq", disable=not progress)
-    try:
-        with ChunkWriter(out_path) as writer:
-            for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
-                probs = predict_proba(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device,
-                                      precision, tokens_per_batch)
-                hits = reference.search(chunk[col.SEQUENCE].tolist(), threads) if reference is not None else None
-                frame = prediction_frame(chunk[col.SEQUENCE_NAME], probs, loaded.labels, top_k, threshold, hits,
-                                         homology_evalue)
-                writer.write(frame)
-                n += len(frame)
-                unknown += int(frame["is_unknown"].sum())
-                bar.update(len(frame))
-    except BaseException:  # wipe the bar (an open one is printed again at exit): the error line follows
-        bar.leave = False
-        bar.close()
-        raise
-    bar.close()
+    with progress_bar(progress, desc="predict", unit="seq") as bar, ChunkWriter(out_path) as writer:
+        for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
+            probs = predict_proba(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device,
+                                  precision, tokens_per_batch)
+            hits = reference.search(chunk[col.SEQUENCE].tolist(), threads) if reference is not None else None
+            frame = prediction_frame(chunk[col.SEQUENCE_NAME], probs, loaded.labels, top_k, threshold, hits,
+                                     homology_evalue)
+            writer.write(frame)
+            n += len(frame)
+            unknown += int(frame["is_unknown"].sum())
+            bar.update(len(frame))
     return PredictSummary(n, unknown, threshold, Path(out_path))
 
 

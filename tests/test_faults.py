@@ -781,3 +781,319 @@ def test_audit_refuses_to_write_over_the_split_it_reads(dataset, whole_run, tmp_
                     copy / "train.parquet")
     assert_one_line_error(result, "is the input", exit_code=2)
     assert snapshot(copy) == before
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 14. a full disk while prepare / predict / score write their output: one line naming it, nothing half-made
+
+
+def _disk_full(*args, **kwargs):
+    """A Parquet write that fails with ENOSPC, as on a full disk (naming no file, like a plain write), after
+    writing part of a file when it is given a path."""
+    import errno
+
+    path = next((a for a in args if isinstance(a, (str, Path))), None)
+    if path is not None:
+        Path(path).write_bytes(b"PAR1 half a file")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _full_disk_on_csv(monkeypatch):
+    import errno
+
+    real = pd.DataFrame.to_csv
+
+    def to_csv(self, path=None, *args, **kwargs):
+        if path is None:
+            return real(self, path, *args, **kwargs)
+        real(self.head(len(self) // 2), path, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+
+
+def test_a_full_disk_while_predict_writes_is_one_line_naming_the_output_and_keeps_the_earlier_one(
+        tmp_path, classifier_checkpoint, sequences_csv, monkeypatch):
+    checkpoint = tmp_path / "classifier.ckpt"
+    classifier_checkpoint(checkpoint)
+    out = tmp_path / "out" / "predictions.csv"
+    out.parent.mkdir()
+    out.write_text("earlier output\n")
+    _full_disk_on_csv(monkeypatch)
+    result = invoke("predict", checkpoint, sequences_csv, "--out", out)
+    assert_one_line_error(result, f"{out}: No space left on device", exit_code=1)
+    assert out.read_text() == "earlier output\n" and [p.name for p in out.parent.iterdir()] == [out.name]
+
+
+def test_a_full_disk_while_score_writes_parquet_is_one_line_and_leaves_no_file(fitness_checkpoint, dms_table,
+                                                                               tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out" / "scores.parquet"
+    out.parent.mkdir()
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", _disk_full)
+    result = invoke("score", fitness_checkpoint, dms_table, "--out", out, "--skip-invalid", "--chunk-size", "100")
+    assert_one_line_error(result, str(out), "No space left on device", exit_code=1)
+    assert list(out.parent.iterdir()) == []  # neither the output, nor its rejects file, nor a temporary file
+
+
+def test_a_full_disk_while_prepare_writes_is_one_line_and_keeps_the_earlier_dataset(dataset, tmp_path,
+                                                                                    monkeypatch):
+    import pyarrow.parquet as pq
+
+    out = Path(shutil.copytree(dataset, tmp_path / "out" / "ds"))
+    before = snapshot(out)
+    tsv = tmp_path / "six.tsv"
+    pd.read_csv(REPO / "data" / "exthomfam_16fam.tsv", sep="\t").head(300).to_csv(tsv, sep="\t", index=False)
+    monkeypatch.setattr(pq, "write_table", _disk_full)
+    result = invoke("prepare", tsv, "--out", out, "--overwrite")
+    assert_one_line_error(result, f"{out}: No space left on device", exit_code=1)
+    assert snapshot(out) == before and [p.name for p in out.parent.iterdir()] == ["ds"]
+
+
+def _this_checkout() -> dict:
+    """The environment of a ``python -m protlc`` subprocess that imports this checkout's protlc."""
+    import os
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def _with_file_size_limit(limit: int):
+    """preexec_fn of a process whose files may not grow past ``limit`` bytes: a write beyond it fails with
+    EFBIG ('File too large'), as a full disk fails with ENOSPC (SIGXFSZ ignored, so it is an error)."""
+    import resource
+    import signal
+
+    def limit_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files
+
+
+@pytest.mark.parametrize("command", ["predict", "score"])
+def test_a_real_write_failure_in_a_pipe_is_exactly_one_stderr_line_without_a_progress_bar(
+        command, whole_run, dataset, fitness_checkpoint, tmp_path):
+    """stderr is a pipe: no progress bar is drawn by default, so stderr holds the one error line only."""
+    import subprocess
+
+    out = tmp_path / "out" / "result.csv"
+    out.parent.mkdir()
+    if command == "predict":
+        big = tmp_path / "big.csv"
+        test = pd.read_parquet(dataset / "test.parquet")[["sequence_name", "sequence"]]
+        pd.concat([test] * 10, ignore_index=True).to_csv(big, index=False)
+        args = ["predict", whole_run[0] / "checkpoints" / "last.ckpt", big, "--out", out]
+    else:
+        args = ["score", fitness_checkpoint, "--saturation", "--out", out]
+    done = subprocess.run(_protlc(*args), capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          preexec_fn=_with_file_size_limit(20_000), env=_this_checkout())
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [f"protlc: error: {out}: File too large"], done.stderr[-2000:]
+    assert list(out.parent.iterdir()) == []
+
+
+def test_progress_bars_are_drawn_only_on_a_terminal_or_when_asked_and_never_hold_the_error_line(
+        tmp_path, classifier_checkpoint, sequences_csv, monkeypatch):
+    checkpoint = tmp_path / "classifier.ckpt"
+    classifier_checkpoint(checkpoint)
+    quiet = invoke("predict", checkpoint, sequences_csv, "--out", tmp_path / "a.csv")  # stderr is no terminal
+    assert quiet.exit_code == 0 and "predict:" not in quiet.output and "seq/s" not in quiet.output, quiet.output
+    asked = invoke("predict", checkpoint, sequences_csv, "--out", tmp_path / "b.csv", "--progress")
+    assert asked.exit_code == 0 and "predict:" in asked.output, asked.output
+    _full_disk_on_csv(monkeypatch)
+    failed = invoke("predict", checkpoint, sequences_csv, "--out", tmp_path / "c.csv", "--progress")
+    assert failed.exit_code == 1 and "predict:" in failed.output, failed.output
+    last = failed.output.splitlines()[-1]
+    assert last == f"protlc: error: {tmp_path / 'c.csv'}: No space left on device", failed.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 15. --config that is not a YAML mapping: one line naming the file and what it is
+
+
+def _config_file(tmp_path: Path, kind: str, classifier_checkpoint) -> Path:
+    path = tmp_path / f"config.{kind}"
+    if kind == "ckpt":
+        classifier_checkpoint(path)
+    elif kind == "bin":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif kind == "list":
+        path.write_text("- optim\n- lr\n")
+    elif kind == "dir":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(("command", "kind", "message"), [
+    ("train", "ckpt", "not a YAML text file (a zip archive such as a checkpoint)"),
+    ("train", "bin", "not a YAML text file (binary, not UTF-8 text)"),
+    ("train", "list", "must be a mapping of sections (e.g. 'optim: {lr: 0.001}'), got a list"),
+    ("train", "dir", "is a directory"),
+    ("train-dms", "ckpt", "not a YAML text file"),
+    ("reproduce", "bin", "not a YAML text file"),
+    ("reproduce", "list", "a grid config must be a mapping"),
+])
+def test_a_config_that_is_binary_or_not_a_mapping_is_one_line_naming_it(dataset, dms_table, tmp_path, command, kind,
+                                                                        message, classifier_checkpoint):
+    config = _config_file(tmp_path, kind, classifier_checkpoint)
+    source = {"train": [dataset], "train-dms": [dms_table, "--wt", PAB1_WT], "reproduce": []}[command]
+    result = invoke(command, *source, "--out", tmp_path / "run", "--config", config)
+    assert_one_line_error(result, str(config), message, exit_code=2)
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 16. a hand-edited checkpoint: sizes checked against its tensors, before the model is allocated
+
+
+def _hand_edited(source: Path, target: Path, how: str) -> Path:
+    ckpt = torch.load(source, weights_only=True)
+    hp, state = ckpt["hyper_parameters"], ckpt["state_dict"]
+    if how == "absurd filters":
+        hp["model_config"]["filters"] = 10**7  # terabytes, were it allocated
+    elif how == "one more label":
+        hp["labels"] = [*hp["labels"], {"family_id": "EXTRA", "family_accession": None}]
+    elif how == "narrower kernel":
+        state["model.encoder.conv_in.weight"] = state["model.encoder.conv_in.weight"][:, :, :5].clone()
+    elif how == "missing tensor":
+        del state["model.encoder.conv_in.bias"]
+    torch.save(ckpt, target)
+    return target
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    ("absurd filters", "tensor encoder.conv_in.weight has shape [16, 20, 9] but the model its model_config and "
+                       "3 labels describe needs [10000000, 20, 9]"),
+    ("one more label", "tensor head.linear.weight has shape [3, 16] but the model its model_config and 4 labels "
+                       "describe needs [4, 16]"),
+    ("narrower kernel", "tensor encoder.conv_in.weight has shape [16, 20, 5]"),
+    ("missing tensor", "missing tensor(s) encoder.conv_in.bias"),
+])
+def test_predict_and_audit_refuse_a_hand_edited_classifier_checkpoint_in_one_line(
+        tmp_path, classifier_checkpoint, sequences_csv, dataset, how, message):
+    classifier_checkpoint(tmp_path / "c.ckpt")
+    checkpoint = _hand_edited(tmp_path / "c.ckpt", tmp_path / "edited.ckpt", how)
+    result = invoke("predict", checkpoint, sequences_csv, "--out", tmp_path / "p.csv")
+    assert_one_line_error(result, str(checkpoint), message, exit_code=3)
+    result = invoke("audit", checkpoint, "--dataset", dataset, "--out", tmp_path / "a.csv")
+    assert_one_line_error(result, str(checkpoint), message, exit_code=3)
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "a.csv").exists()
+
+
+@pytest.mark.parametrize("how", ["absurd filters", "narrower kernel"])
+def test_score_and_init_refuse_a_hand_edited_checkpoint_in_one_line(fitness_checkpoint, dms_table, tmp_path,
+                                                                   classifier_checkpoint, how):
+    checkpoint = _hand_edited(fitness_checkpoint, tmp_path / "edited.ckpt", how)
+    result = invoke("score", checkpoint, "--saturation", "--out", tmp_path / "s.csv")
+    assert_one_line_error(result, str(checkpoint), "tensor encoder.conv_in.weight has shape", exit_code=3)
+    classifier_checkpoint(tmp_path / "c.ckpt")
+    pfam = _hand_edited(tmp_path / "c.ckpt", tmp_path / "pfam.ckpt", how)
+    result = invoke("train-dms", dms_table, "--out", tmp_path / "run", "--wt", PAB1_WT, "--offset", PAB1_OFFSET,
+                    "--init", pfam)
+    assert_one_line_error(result, str(pfam), "tensor encoder.conv_in.weight has shape", exit_code=3)
+
+
+def test_an_absurd_model_size_is_refused_before_any_memory_is_taken(tmp_path, classifier_checkpoint, sequences_csv):
+    """Under a 6 GiB address-space limit: building the 10**7-filter model first would fail for memory."""
+    import resource
+    import subprocess
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    classifier_checkpoint(tmp_path / "c.ckpt")
+    checkpoint = _hand_edited(tmp_path / "c.ckpt", tmp_path / "edited.ckpt", "absurd filters")
+    done = subprocess.run(_protlc("predict", checkpoint, sequences_csv, "--out", tmp_path / "p.csv"),
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300, preexec_fn=limit_memory,
+                          env=_this_checkout())
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert len(done.stderr.splitlines()) == 1 and "needs [10000000, 20, 9]" in done.stderr, done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 17. score: a combinatorial library's size up front and a limit; no stale rejects; nothing scoreable
+
+
+def test_a_combinatorial_library_states_its_size_and_is_refused_past_max_variants(fitness_checkpoint, tmp_path):
+    small = invoke("score", fitness_checkpoint, "--combinatorial", "1:GAV,2:NAG", "--out", tmp_path / "c.csv",
+                   "--max-variants", "8")
+    assert_one_line_error(small, "makes 9 variants, more than --max-variants 8", exit_code=2)
+    every = "ACDEFGHIKLMNPQRSTVWY"
+    spec = ",".join(f"{i}:{every}" for i in range(1, 7))  # 20**6 = 64,000,000 variants
+    result = invoke("score", fitness_checkpoint, "--combinatorial", spec, "--out", tmp_path / "c.csv")
+    assert_one_line_error(result, "makes 64,000,000 variants, more than --max-variants 10,000,000",
+                          "pass --max-variants 64000000", exit_code=2)
+    assert list(tmp_path.iterdir()) == []
+    done = invoke("score", fitness_checkpoint, "--combinatorial", "1:GAV,2:NAG", "--out", tmp_path / "c.csv",
+                  "--max-variants", "9")
+    assert done.exit_code == 0, done.output
+    assert done.output.splitlines()[0] == "scoring 9 variants of the --combinatorial library"
+    assert len(pd.read_csv(tmp_path / "c.csv")) == 9
+
+
+def test_score_removes_a_stale_rejects_file_and_refuses_a_library_without_a_valid_row(fitness_checkpoint,
+                                                                                      tmp_path):
+    out = tmp_path / "scores.csv"
+    (tmp_path / "mixed.csv").write_text("mutant\nG126A\nN127J\n")
+    assert invoke("score", fitness_checkpoint, tmp_path / "mixed.csv", "--out", out, "--skip-invalid").exit_code == 0
+    assert len(pd.read_csv(tmp_path / "scores.rejects.csv")) == 1
+    (tmp_path / "clean.csv").write_text("mutant\nG126A\nN127A\n")
+    result = invoke("score", fitness_checkpoint, tmp_path / "clean.csv", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == 2 and not (tmp_path / "scores.rejects.csv").exists()  # it described another run
+
+    (tmp_path / "invalid.csv").write_text("mutant\nG126J\nN127B\n")
+    result = invoke("score", fitness_checkpoint, tmp_path / "invalid.csv", "--out", tmp_path / "none.csv",
+                    "--skip-invalid")
+    assert_one_line_error(result, "none of its 2 rows could be scored", exit_code=2)
+    assert not (tmp_path / "none.csv").exists() and not (tmp_path / "none.rejects.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 18. prepare warns when it keeps very long sequences
+
+
+def test_prepare_warns_in_one_line_when_it_keeps_sequences_longer_than_10000_residues(tmp_path):
+    df = pd.read_csv(REPO / "data" / "exthomfam_16fam.tsv", sep="\t").head(300)
+    long = (df["sequence"].iloc[0] * 200)[:12_345]  # a real domain repeated: 12,345 residues
+    df.loc[df.index[0], "sequence"] = long
+    tsv = tmp_path / "long.tsv"
+    df.to_csv(tsv, sep="\t", index=False)
+    result = CliRunner().invoke(cli, ["prepare", str(tsv), "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "protlc: warning: 1 sequence(s) longer than 10,000 residues kept (longest 12,345); drop or cut them with "
+        "--max-length 10000 [--too-long truncate]"]
+    capped = CliRunner().invoke(cli, ["prepare", str(tsv), "--out", str(tmp_path / "ds2"), "--max-length", "10000"])
+    assert capped.exit_code == 0 and capped.stderr == "", capped.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 19. a directory where a file is expected; an empty --loss
+
+
+def test_a_directory_given_where_a_file_is_expected_says_so(dms_table, sequences_csv, fitness_checkpoint, tmp_path,
+                                                            classifier_checkpoint):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    classifier = classifier_checkpoint(tmp_path / "c.ckpt") and tmp_path / "c.ckpt"
+    cases = [
+        ["predict", folder, sequences_csv, "--out", tmp_path / "p.csv"],  # the checkpoint
+        ["predict", classifier, folder, "--out", tmp_path / "p.csv"],
+        ["score", fitness_checkpoint, folder, "--out", tmp_path / "s.csv"],  # the library
+        ["score", fitness_checkpoint, "--saturation", "--wt", folder, "--out", tmp_path / "s.csv"],
+        ["train-dms", folder, "--out", tmp_path / "run", "--wt", PAB1_WT],  # the table
+    ]
+    for args in cases:
+        line = assert_one_line_error(invoke(*args), str(folder), "is a directory")
+        assert "does not exist" not in line and "no such file" not in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt", "folder", "seqs.csv"]
+
+
+@pytest.mark.parametrize("flags", [["--loss", ""], ["--set", "loss.name="]])
+def test_an_empty_loss_name_says_it_is_empty_and_lists_the_losses(dataset, tmp_path, flags):
+    result = invoke("train", dataset, "--out", tmp_path / "run", *flags)
+    assert_one_line_error(result, "the loss name is empty; valid losses: cce, ls, cp, bootsoft, proselflc",
+                          exit_code=2)
+    assert not (tmp_path / "run").exists()

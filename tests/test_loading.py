@@ -135,3 +135,27 @@ def test_token_loader_pads_to_the_width_class(tiny_family_rows):
         assert batch["mask"].sum(1).tolist() == ds.lengths[rows].tolist()
         assert not batch["tokens"][~batch["mask"]].any()
         assert batch["label"].tolist() == (rows % 4).tolist()
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_fixed_size_batches_with_very_long_sequences_stay_within_the_padded_position_cap(tiny_family_rows, shuffle):
+    """Real lengths plus one 200,000-residue sequence and a few of 10,000-30,000: no batch of 64 pads 63
+    sequences to 200,000 (12.8 M positions); each holds at most 64 * 2048 padded positions."""
+    from protlc.data.loading import MAX_WIDTH_PER_ROW
+
+    real = tiny_family_rows["sequence"].str.len().to_numpy()
+    lengths = np.concatenate([real, [200_000, 10_000, 12_000, 30_000, 11_000]])
+    sampler = LengthBucketSampler(lengths, batch_size=64, shuffle=shuffle, seed=1)
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+        assert len(batches) == len(sampler)
+        padded = [len(b) * int(lengths[b].max()) for b in batches]
+        assert max(len(b) * int(lengths[b].max()) for b in batches if len(b) > 1) <= 64 * MAX_WIDTH_PER_ROW
+        assert [len(b) for b in batches if lengths[b].max() == 200_000] == [1]  # a batch of its own
+        assert max(padded) == 200_000
+    # the cap changes nothing where no sequence is longer than 2,048 residues
+    plain = LengthBucketSampler(real, batch_size=64, shuffle=shuffle, seed=1)
+    uncapped = LengthBucketSampler(real, batch_size=64, shuffle=shuffle, seed=1, max_width_per_row=10**9)
+    assert list(plain) == list(uncapped)

@@ -121,6 +121,8 @@ def test_esm_offset_is_number_of_first_residue(proteingym_targets):
     ("G1A,N2D", "proteingym", None, "separates substitutions with ':'"),
     ("G0A", "proteingym", None, "before the first residue"),
     ("", "esm", None, "empty mutant"),
+    ("G126", "nn4dms", 126, "no mutant residue letter after '126'"),  # not 'unknown mutant residue letter 6'
+    ("G126", "esm", None, "no mutant residue letter after '126'"),
 ])
 def test_bad_mutants_are_rejected_naming_the_token(mutant, notation, offset, message):
     with pytest.raises(MutationError, match=message) as info:

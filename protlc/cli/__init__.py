@@ -12,7 +12,7 @@ import click
 
 from protlc import __version__
 from protlc.cli import audit, predict, prepare, reproduce, score, train, train_dms
-from protlc.errors import ProtlcError, Terminated
+from protlc.errors import ProtlcError, Terminated, os_error_line
 
 
 class _Group(click.Group):
@@ -28,8 +28,8 @@ class _Group(click.Group):
         except Terminated:
             click.echo("protlc: terminated by SIGTERM; no output written (its temporary files are removed)", err=True)
             sys.exit(Terminated.exit_code)
-        except OSError as exc:  # a full disk, a read-only or vanished directory: the system's one line
-            click.echo(f"protlc: error: {exc}", err=True)
+        except OSError as exc:  # a full disk, a read-only or vanished directory: the output and the reason
+            click.echo(f"protlc: error: {os_error_line(exc)}", err=True)
             sys.exit(1)
 
 

@@ -30,16 +30,18 @@ from protlc.homology import DEFAULT_EVALUE, DEFAULT_PER_FAMILY
 @click.option("--homology-evalue", type=float, default=DEFAULT_EVALUE, show_default=True,
               help="A best hit at or below this E-value decides; weaker hits leave it to the network.")
 @click.option("--threads", type=int, default=1, show_default=True, help="phmmer threads.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @inference_options
 def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, batch_size, max_length, device,
-                    homology_reference, homology_per_family, homology_evalue, threads, tokens_per_batch, precision):
+                    homology_reference, homology_per_family, homology_evalue, threads, progress, tokens_per_batch,
+                    precision):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
     from protlc.cli.signals import terminate_cleanly
     from protlc.predict import predict
 
     with terminate_cleanly():
         s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
-                    batch_size=batch_size, device=device, max_length=max_length, progress=True,
+                    batch_size=batch_size, device=device, max_length=max_length, progress=progress,
                     tokens_per_batch=tokens_per_batch, precision=precision,
                     homology_reference=homology_reference, homology_per_family=homology_per_family,
                     homology_evalue=homology_evalue, threads=threads)

@@ -91,3 +91,5 @@ def prepare_command(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_no
     with terminate_cleanly():
         summary = prepare_dataset(inputs, out_dir, options, overwrite=overwrite, progress=progress)
     click.echo(summary.table())
+    if summary.long_warning():
+        click.echo(f"protlc: warning: {summary.long_warning()}", err=True)

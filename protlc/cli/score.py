@@ -15,7 +15,8 @@ Libraries:
                      --mutant-column; ProteinGym A1P:D2N, nn4dms A108D,K110R, ESM H24C) or a
                      mutated_sequence column
   --saturation       every single substitution of the wild type (19 x L rows)
-  --combinatorial    every combination of allowed residues, e.g. '10:AGV,25:DE'
+  --combinatorial    every combination of allowed residues, e.g. '10:AGV,25:DE'; the count
+                     is printed first, and more than --max-variants (10,000,000) is refused
 Output: the input rows in input order + fitness (+ predicted_family, family_probability for a
 model trained with --init), no index column, written atomically. Invalid rows stop the run with
 file, row and token, unless --skip-invalid sets them aside in OUT's .rejects.csv (row, token, reason).
@@ -44,16 +45,18 @@ Example:
 @click.option("--mutant-column", default=None, help="Mutant column of LIBRARY.")
 @click.option("--saturation", is_flag=True, help="Score every single substitution of the wild type.")
 @click.option("--combinatorial", default=None, metavar="SPEC", help="Score every combination, e.g. '10:AGV,25:DE'.")
+@click.option("--max-variants", type=int, default=10_000_000, show_default=True, metavar="N",
+              help="Refuse a --combinatorial library of more variants.")
 @click.option("--skip-invalid", is_flag=True, help="Write invalid rows to OUT's .rejects.csv instead of failing.")
 @click.option("--batch-size", type=int, default=512, show_default=True, help="Sequences per forward pass.")
 @click.option("--chunk-size", type=int, default=100_000, show_default=True, help="Rows read and written at a time.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 @click.option("--devices", type=int, default=1, show_default=True, help="Worker processes (one per GPU with cuda).")
 @click.option("--output-column", default="fitness", show_default=True, help="Name of the predicted column.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @inference_options
 def score_command(checkpoint, library, out_path, wt, offset, notation, mutant_column, saturation, combinatorial,
-                  skip_invalid, batch_size, chunk_size, device, devices, output_column, progress, tokens_per_batch,
+                  max_variants, skip_invalid, batch_size, chunk_size, device, devices, output_column, progress, tokens_per_batch,
                   precision):
     """Predict the fitness of every variant of LIBRARY (or a generated library) with a train-dms CHECKPOINT."""
     from protlc.cli.signals import terminate_cleanly
@@ -64,7 +67,8 @@ def score_command(checkpoint, library, out_path, wt, offset, notation, mutant_co
                           saturation=saturation, combinatorial=combinatorial, skip_invalid=skip_invalid,
                           mutant_column=mutant_column, batch_size=batch_size, chunk_size=chunk_size, device=device,
                           devices=devices, output_column=output_column, progress=progress,
-                          tokens_per_batch=tokens_per_batch, precision=precision)
+                          tokens_per_batch=tokens_per_batch, precision=precision, max_variants=max_variants,
+                          announce=click.echo)
     rate = s.rows / s.seconds if s.seconds > 0 else float("nan")
     click.echo(f"{s.scored} variants scored -> {s.out} ({s.unique_sequences} distinct sequences, "
                f"{s.rejected} rejected, {rate:,.0f} rows/s)")

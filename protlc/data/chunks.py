@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from protlc import columns as col
-from protlc.atomic import atomic_path
+from protlc.atomic import atomic_path, name_output
 from protlc.data import tables
 from protlc.data.fasta import iter_fasta
 from protlc.data.records import clean_sequences, first_problem, open_text
@@ -127,19 +127,32 @@ class ChunkWriter:
         return self
 
     def write(self, df: pd.DataFrame) -> None:
-        if self.suffix == ".parquet":
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(self._tmp, table.schema)
-            self._writer.write_table(table.cast(self._writer.schema))
-        else:
-            df.to_csv(self._tmp, sep="," if self.suffix == ".csv" else "\t", index=False,
-                      header=self.rows == 0, mode="w" if self.rows == 0 else "a")
+        try:
+            if self.suffix == ".parquet":
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                if self._writer is None:
+                    self._writer = pq.ParquetWriter(self._tmp, table.schema)
+                self._writer.write_table(table.cast(self._writer.schema))
+            else:
+                df.to_csv(self._tmp, sep="," if self.suffix == ".csv" else "\t", index=False,
+                          header=self.rows == 0, mode="w" if self.rows == 0 else "a")
+        except OSError as exc:  # a full disk: the error names this output, whatever else is open
+            name_output(exc, self.path)
+            raise
         self.rows += len(df)
 
     def __exit__(self, exc_type, exc, tb):
-        if self._writer is not None:
-            self._writer.close()
-        if exc_type is None and self.rows == 0 and self.suffix == ".parquet":
-            pq.write_table(pa.table({}), self._tmp)
-        return self._ctx.__exit__(exc_type, exc, tb)
+        failed = None  # closing writes the Parquet footer: a full disk can fail it too
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if exc_type is None and self.rows == 0 and self.suffix == ".parquet":
+                pq.write_table(pa.table({}), self._tmp)
+        except BaseException as error:
+            name_output(error, self.path)
+            if exc_type is None:
+                failed = exc_type, exc, tb = type(error), error, error.__traceback__
+        suppressed = self._ctx.__exit__(exc_type, exc, tb)  # removes the temporary file on an error
+        if failed is not None:
+            raise failed[1]
+        return suppressed

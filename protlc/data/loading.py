@@ -31,6 +31,7 @@ import torch
 from protlc.alphabet import ALPHABET, PAD_INDEX
 
 WIDTH_MULTIPLE = 64  # token-budget batches are padded to a multiple of this many positions
+MAX_WIDTH_PER_ROW = 2048  # fixed-size batches hold at most batch_size * this many padded positions
 
 
 def padded_width(length, multiple: int = 1):
@@ -100,7 +101,10 @@ class LengthBucketSampler(torch.utils.data.Sampler):
     Fixed size (``tokens_per_batch`` None or 0), each epoch: shuffle rows, cut them into pools of
     ``pool_batches`` batches, sort each pool by length, cut it into batches of ``batch_size``, then
     shuffle the order of all batches. With ``shuffle=False`` the rows are simply sorted by length
-    (evaluation).
+    (evaluation). A batch never holds more than ``batch_size * max_width_per_row`` padded positions:
+    one with long sequences is cut into smaller batches (a 200,000-residue sequence gets a batch of its
+    own instead of padding 63 others to its length), so memory stays bounded by that of a batch of
+    ``batch_size`` sequences of ``max_width_per_row`` residues. Without such long sequences nothing changes.
 
     Token budget (``tokens_per_batch`` > 0; ``batch_size`` is not used): rows are grouped by width class
     (length rounded up to ``width_multiple``); each epoch shuffles the rows inside every class, cuts each
@@ -122,6 +126,7 @@ class LengthBucketSampler(torch.utils.data.Sampler):
     epoch: int = 0
     tokens_per_batch: int | None = None
     width_multiple: int = WIDTH_MULTIPLE
+    max_width_per_row: int = MAX_WIDTH_PER_ROW
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -144,13 +149,31 @@ class LengthBucketSampler(torch.utils.data.Sampler):
             batches.extend(rows[i : i + size] for i in range(0, len(rows), size))
         return batches if rng is None else [batches[i] for i in rng.permutation(len(batches))]
 
+    def _capped(self, batch: np.ndarray) -> list[np.ndarray]:
+        """``batch`` (rows sorted by length), or its cut into pieces of at most the fixed-size cap of padded
+        positions each (a piece is padded to its last, longest row; one row always fits)."""
+        cap = self.batch_size * self.max_width_per_row
+        lengths = self.lengths[batch]
+        if len(batch) * int(lengths[-1]) <= cap:
+            return [batch]
+        pieces, start = [], 0
+        for i in range(1, len(batch)):
+            if (i - start + 1) * int(lengths[i]) > cap:
+                pieces.append(batch[start:i])
+                start = i
+        return [*pieces, batch[start:]]
+
+    def _needs_cap(self) -> bool:
+        return len(self.lengths) > 0 and int(self.lengths.max()) > self.max_width_per_row
+
     def _batches(self) -> list[np.ndarray]:
         if self.tokens_per_batch:
             return self._token_batches()
         n = len(self.lengths)
+        cut = self._capped if self._needs_cap() else (lambda batch: [batch])
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
-            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+            return [piece for i in range(0, n, self.batch_size) for piece in cut(order[i : i + self.batch_size])]
         rng = np.random.default_rng([self.seed, self.epoch])
         perm = rng.permutation(n)
         pool = self.batch_size * self.pool_batches
@@ -158,7 +181,8 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         for start in range(0, n, pool):
             chunk = perm[start : start + pool]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+            batches.extend(piece for i in range(0, len(chunk), self.batch_size)
+                           for piece in cut(chunk[i : i + self.batch_size]))
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -176,7 +200,9 @@ class LengthBucketSampler(torch.utils.data.Sampler):
             n_batches = sum(-(-len(rows) // max(1, self.tokens_per_batch // width)) for width, rows in self._classes())
             return n_batches // self.world_size if self.world_size > 1 else n_batches
         n_batches = -(-len(self.lengths) // self.batch_size)
-        if self.shuffle:  # pools may leave one short batch each
+        if self._needs_cap():  # long sequences cut batches: as many as this epoch's batching has
+            n_batches = len(self._batches())
+        elif self.shuffle:  # pools may leave one short batch each
             pool = self.batch_size * self.pool_batches
             n_batches = sum(
                 -(-min(pool, len(self.lengths) - s) // self.batch_size) for s in range(0, len(self.lengths), pool)

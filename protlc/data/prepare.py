@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +37,14 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
 from protlc import __version__
 from protlc import columns as col
 from protlc.data import clusters, fasta, noise, readers, splits, store
 from protlc.data.records import RecordBlock
-from protlc.data.summary import PrepareSummary, length_stats
+from protlc.data.summary import LONG_SEQUENCE, PrepareSummary, length_stats
 from protlc.errors import ConfigError, InputError
+from protlc.progress import progress_bar
 
 TOO_LONG_POLICIES = ("drop", "truncate")
 SPLIT_METHODS = ("random", "clustered")
@@ -141,8 +140,8 @@ def _read_all(inputs: Sequence[Path], options: PrepareOptions, progress: bool | 
     patterns = (options.fasta_family_regex,) if options.fasta_family_regex else None
     # checksums run on a second thread while the parser reads (hashlib releases the GIL)
     with ThreadPoolExecutor(max_workers=1) as hasher, \
-            tqdm(unit=" seq", unit_scale=True, file=sys.stderr, disable=None if progress is None else not progress,
-                 bar_format="{desc}{n_fmt}{unit} [{elapsed}, {rate_fmt}]") as bar:
+            progress_bar(progress, unit=" seq", unit_scale=True,
+                         bar_format="{desc}{n_fmt}{unit} [{elapsed}, {rate_fmt}]") as bar:
         for path in inputs:
             fmt = readers.detect_format(path) if options.format == "auto" else options.format
             bar.set_description(f"reading {path.name}")
@@ -409,6 +408,7 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: 
         too_long_policy=options.too_long, max_length=options.max_length, min_family_size=options.min_family_size,
         too_long_splits=too_long_splits, noise=noise_info, split=split_info, **filtered,
         lengths={s: length_stats(t[col.LENGTH].to_numpy()) for s, t in tables.items()},
+        long_kept=sum(int((t[col.LENGTH].to_numpy() > LONG_SEQUENCE).sum()) for t in tables.values()),
     )
     label_entries = [{col.FAMILY_ID: f, col.FAMILY_ACCESSION: a} for f, a in zip(vocabulary, accessions.to_pylist())]
     manifest = summary.manifest(sources, seed=options.seed, version=__version__,

@@ -11,6 +11,7 @@ from protlc import columns as col
 
 MANIFEST_FORMAT = 1
 PERCENTILES = (5, 50, 95)
+LONG_SEQUENCE = 10_000  # prepare warns when it keeps longer sequences (residues)
 
 
 def length_stats(lengths: np.ndarray) -> dict[str, int | None]:
@@ -45,6 +46,16 @@ class PrepareSummary:
     noise: dict = field(default_factory=dict)
     split: dict = field(default_factory=dict)
     lengths: dict[str, dict] = field(default_factory=dict)
+    long_kept: int = 0  # sequences (or training crops) longer than LONG_SEQUENCE in the written splits
+
+    def long_warning(self) -> str | None:
+        """One line when sequences longer than :data:`LONG_SEQUENCE` were kept (each batch holding one is
+        padded to its length), else None."""
+        if not self.long_kept:
+            return None
+        longest = max(s["max"] for s in self.lengths.values() if s.get("max") is not None)
+        return (f"{self.long_kept:,} sequence(s) longer than {LONG_SEQUENCE:,} residues kept (longest {longest:,}); "
+                f"drop or cut them with --max-length {LONG_SEQUENCE} [--too-long truncate]")
 
     @property
     def noisy_fraction(self) -> float:

@@ -122,6 +122,9 @@ def _parse_token(token: str, offset: int) -> Substitution:
     if len(tok) < 3:
         raise MutationError(token, "malformed substitution (expected wild-type letter, number, mutant letter, e.g. A24C)")
     wt_letter, digits, mut = tok[0], tok[1:-1], tok[-1]
+    if mut.isascii() and mut.isdigit() and (tok[1:].isascii() and tok[1:].isdigit()):  # G126: no new residue
+        raise MutationError(token, f"malformed substitution: no mutant residue letter after {tok[1:]!r} "
+                                   f"(expected e.g. {tok}A)")
     if not (digits.isascii() and digits.isdigit()):
         raise MutationError(token, f"malformed substitution: {digits!r} is not a residue number (expected e.g. A24C)")
     if wt_letter not in WILD_TYPE_LETTERS:

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ from protlc.dms.tables import (
 from protlc.errors import ConfigError, InputError
 from protlc.inference import check_device, inference_precision, inference_tokens, model_outputs
 from protlc.model.checkpoint import load_checkpoint
+from protlc.progress import progress_bar
 
 FITNESS = "fitness"
 PREDICTED_FAMILY = "predicted_family"
@@ -56,6 +57,7 @@ FAMILY_PROBABILITY = "family_probability"
 REJECT_COLUMNS = ("row", "token", "reason")
 IN_FLIGHT_PER_WORKER = 2
 MAX_MISMATCH = 0.2  # share of rows whose wild-type letters may disagree (typos) before a library is refused
+MAX_VARIANTS = 10_000_000  # --combinatorial libraries beyond this need --max-variants
 
 
 @dataclass
@@ -182,7 +184,7 @@ def _generated(mutants: Iterator[str], chunk_size: int) -> Iterator[pd.DataFrame
 
 
 def _open_library(library, saturation: bool, combinatorial: str | None, wt: str, offset: int, chunk_size: int,
-                  mutant_column: str | None) -> _Library:
+                  mutant_column: str | None, max_variants: int = MAX_VARIANTS) -> _Library:
     sources = sum([library is not None, saturation, combinatorial is not None])
     if sources != 1:
         raise ConfigError("give exactly one library: a LIBRARY file, --saturation or --combinatorial SPEC")
@@ -191,6 +193,9 @@ def _open_library(library, saturation: bool, combinatorial: str | None, wt: str,
         return _Library(_generated(iter(mutants), chunk_size), MUTANT, False, "--saturation library", len(mutants))
     if combinatorial is not None:
         total = mut.combinatorial_count(wt, combinatorial, offset)
+        if total > max_variants:
+            raise ConfigError(f"--combinatorial {combinatorial!r} makes {total:,} variants, more than --max-variants "
+                              f"{max_variants:,}; pass --max-variants {total} to score them all")
         return _Library(_generated(mut.combinatorial(wt, combinatorial, offset), chunk_size), MUTANT, False,
                         "--combinatorial library", total)
     path = Path(library)
@@ -254,6 +259,16 @@ def rejects_path(out: str | Path) -> Path:
     """``scores.parquet`` -> ``scores.rejects.csv`` (next to the output)."""
     out = Path(out)
     return out.with_name(f"{out.name[: -len(out.suffix)] if out.suffix else out.name}.rejects.csv")
+
+
+def _remove_stale_rejects(out, *inputs) -> None:
+    """Remove ``OUT.rejects.csv`` of an earlier ``--skip-invalid`` run: it no longer describes ``out``."""
+    stale = rejects_path(out)
+    try:
+        check_not_input(stale, *inputs)
+    except ConfigError:  # never an input of this run
+        return
+    stale.unlink(missing_ok=True)
 
 
 def _resolve_reference(loaded, wt) -> str:
@@ -342,8 +357,9 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
                   offset: int | None = None, notation: str = "auto", saturation: bool = False,
                   combinatorial: str | None = None, skip_invalid: bool = False, mutant_column: str | None = None,
                   batch_size: int = 512, chunk_size: int = 100_000, device: str = "cpu", devices: int = 1,
-                  output_column: str = FITNESS, progress: bool = False, tokens_per_batch: int | None = None,
-                  precision: str | None = None) -> ScoreSummary:
+                  output_column: str = FITNESS, progress: bool | None = False, tokens_per_batch: int | None = None,
+                  precision: str | None = None, max_variants: int = MAX_VARIANTS,
+                  announce: Callable[[str], None] | None = None) -> ScoreSummary:
     """Score every variant of a library with a fitness checkpoint; see the module docstring.
 
     Args:
@@ -356,13 +372,16 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
             data row) instead of failing on the first one.
         tokens_per_batch, precision: as in :func:`protlc.predict.predict` (None: token batches on CUDA,
             the checkpoint's training precision).
+        max_variants: the most variants a ``combinatorial`` library may have (refused beyond, before any work).
+        announce: called with one line saying how many variants a generated library has, before scoring.
 
     Raises:
         CheckpointError: not a fitness checkpoint (e.g. a family classifier).
         InputError: unreadable or empty library, bad mutant (file, row, token and reason), bad sequence,
             or more than :data:`MAX_MISMATCH` of rows disagreeing with the wild type (wrong numbering or
             another protein; even with ``skip_invalid``).
-        ConfigError: bad options (library sources, batch sizes, devices, output column).
+        ConfigError: bad options (library sources, batch sizes, devices, output column), or a combinatorial
+            library of more than ``max_variants`` variants.
     """
     check_not_input(out, library, checkpoint)
     if skip_invalid:
@@ -379,7 +398,10 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     generated = saturation or combinatorial is not None
     if generated:
         notation, offset = mut.resolve_notation("proteingym", offset)
-    source = _open_library(library, saturation, combinatorial, wild_type, offset, chunk_size, mutant_column)
+    source = _open_library(library, saturation, combinatorial, wild_type, offset, chunk_size, mutant_column,
+                           max_variants)
+    if generated and announce is not None:
+        announce(f"scoring {source.total:,} variants of the {source.name}")
     first = next(source.chunks)
     source.chunks = itertools.chain([first], source.chunks)
     if output_column in first.columns:
@@ -395,9 +417,6 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
 
     submit, pool = _prediction_backend(checkpoint, loaded.model, device, devices, batch_size, tokens_per_batch,
                                        precision)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=source.total, desc="score", unit="variant", disable=not progress)
     counts = {"rows": 0, "scored": 0, "rejected": 0, "unique": 0, "mismatched": 0}
     rejects_file = rejects_path(out) if skip_invalid else None
 
@@ -413,7 +432,8 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
 
     try:
         rejects_context = ChunkWriter(rejects_file) if rejects_file else contextlib.nullcontext()
-        with ChunkWriter(out) as writer, rejects_context as reject_writer:
+        with progress_bar(progress, total=source.total, desc="score", unit="variant") as bar, \
+                ChunkWriter(out) as writer, rejects_context as reject_writer:
             in_flight: deque = deque()
             for frame in source.chunks:
                 counts["rows"] += len(frame)
@@ -444,8 +464,9 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
             if reject_writer is not None and reject_writer.rows == 0:
                 reject_writer.write(pd.DataFrame(columns=list(REJECT_COLUMNS)))
     finally:
-        bar.close()
         if pool is not None:
             pool.terminate()
+    if rejects_file is None:
+        _remove_stale_rejects(out, library, checkpoint)
     return ScoreSummary(counts["rows"], counts["scored"], counts["rejected"], counts["unique"],
                         time.perf_counter() - started, Path(out), rejects_file)

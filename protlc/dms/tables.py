@@ -61,6 +61,8 @@ def read_wild_type(seq_or_fasta: str | Path) -> str:
     """
     text = str(seq_or_fasta).strip()
     path = Path(text)
+    if _is_dir(path):
+        raise InputError(f"--wt {path}: is a directory, not a wild-type sequence or FASTA file")
     if _is_file(path) and not is_fasta(path):  # a plain text file holding just the sequence
         sequence, origin = ALPHABET.clean("".join(read_head(path, size=1 << 20).split())), str(path)
     elif _is_file(path):
@@ -82,6 +84,13 @@ def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
     except OSError:  # e.g. a long literal sequence is "File name too long"
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
         return False
 
 
@@ -114,6 +123,8 @@ def locate_nn4dms_wild_type(table_path: str | Path) -> tuple[str, int] | None:
 
 
 def _read(path: Path) -> pd.DataFrame:
+    if _is_dir(path):
+        raise InputError(f"{path}: is a directory, not a table file")
     if not _is_file(path):
         raise InputError(f"{path}: no such file")
     if not tables.is_parquet(path) and tables.suffix(path) not in tables.TEXT_SUFFIXES:

@@ -176,8 +176,21 @@ class FitnessModel(nn.Module):
         return self.family(tokens, mask).float().softmax(-1)
 
 
+def check_fitness_hparams(hparams: dict) -> None:
+    """Raises CheckpointError when a checkpoint's hyper-parameters hold no fitness regression head."""
+    if "head" not in hparams or "model_config" not in hparams or "wild_type" not in hparams:
+        raise CheckpointError("the checkpoint has no fitness regression head (train one with protlc train-dms)")
+
+
+def fitness_model(hparams: dict) -> FitnessModel:
+    """A fresh :class:`FitnessModel` of the sizes a fitness checkpoint's ``hyper_parameters`` give."""
+    return FitnessModel(hparams["model_config"], hparams["head"], len(hparams["wild_type"]),
+                        len(hparams.get("labels") or []))
+
+
 def build_fitness_model(hparams: dict, state_dict: dict) -> FitnessModel:
-    """Rebuild the :class:`FitnessModel` of a fitness checkpoint (used by ``load_checkpoint``).
+    """Rebuild the :class:`FitnessModel` of a fitness checkpoint (``load_checkpoint`` checks the sizes
+    against the tensors first).
 
     Args:
         hparams: the checkpoint's ``hyper_parameters``.
@@ -186,11 +199,9 @@ def build_fitness_model(hparams: dict, state_dict: dict) -> FitnessModel:
     Raises:
         CheckpointError: no regression head in the checkpoint, or weights that do not fit it.
     """
-    if "head" not in hparams or "model_config" not in hparams or "wild_type" not in hparams:
-        raise CheckpointError("the checkpoint has no fitness regression head (train one with protlc train-dms)")
+    check_fitness_hparams(hparams)
     try:
-        model = FitnessModel(hparams["model_config"], hparams["head"], len(hparams["wild_type"]),
-                             len(hparams.get("labels") or []))
+        model = fitness_model(hparams)
         model.load_state_dict(_submodule_state(state_dict, "model."))
     except (RuntimeError, ConfigError, KeyError, TypeError) as exc:
         raise CheckpointError(f"the fitness checkpoint does not match its model ({str(exc).splitlines()[0][:200]})") from None

@@ -31,7 +31,7 @@ from protlc.data import noise as noise_mod
 from protlc.data.prepare import PrepareOptions
 from protlc.errors import ConfigError
 from protlc.losses import build_loss
-from protlc.training.config import load_config, read_yaml
+from protlc.training.config import load_config, read_yaml, yaml_kind
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "reproduce"
 PRESETS = ("cpu", "full")
@@ -216,7 +216,9 @@ def load_grid(path: str | Path, data: list[str | Path] | None = None, seeds: lis
         ConfigError: missing/invalid file, unknown key, bad value, missing data (one line naming file and key).
     """
     path = Path(path)
-    raw = _mapping(read_yaml(path, "grid config"), path, "the file")
+    raw = read_yaml(path, "grid config")
+    if not isinstance(raw, dict):
+        _fail(path, f"a grid config must be a mapping (methods:, noise:, seeds: ...), got {yaml_kind(raw)}")
     unknown = set(raw) - _TOP_KEYS
     if unknown:
         _fail(path, f"unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_TOP_KEYS))}")

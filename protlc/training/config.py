@@ -98,14 +98,32 @@ def read_yaml(path: Path, kind: str) -> Any:
     """The parsed YAML file (``{}`` when empty).
 
     Raises:
-        ConfigError: ``{kind} {path} does not exist``, or the file is not valid YAML.
+        ConfigError: ``{kind} {path} does not exist``, is a directory, is binary (e.g. a checkpoint given
+            as ``--config``), or is not valid YAML.
     """
+    if path.is_dir():
+        raise ConfigError(f"{kind} {path}: is a directory, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"{kind} {path} does not exist")
+    raw = path.read_bytes()
+    binary = b"\0" in raw[:8192] or raw[:4] == b"PK\x03\x04"  # a checkpoint is a zip archive
     try:
-        return _load_yaml(path.read_text()) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        binary = True
+    if binary:
+        what = "a zip archive such as a checkpoint" if raw[:4] == b"PK\x03\x04" else "binary, not UTF-8 text"
+        raise ConfigError(f"{kind} {path}: not a YAML text file ({what}); --config takes a YAML file") from None
+    try:
+        return _load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def yaml_kind(value: Any) -> str:
+    """What a parsed YAML document is, for messages: ``a list``, ``a string``, ``a number`` ..."""
+    names = {list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
 
 
 def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
@@ -116,7 +134,8 @@ def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
         path = Path(f)
         data = read_yaml(path, "config file")
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a config file must be a mapping of sections")
+            raise ConfigError(f"config file {path}: must be a mapping of sections (e.g. 'optim: {{lr: 0.001}}'), "
+                              f"got {yaml_kind(data)}")
         config = _merge(config, data)
     for item in overrides:
         keys, value = _parse_override(item)

@@ -44,7 +44,7 @@ from protlc.dms.tables import (
 from protlc.errors import CheckpointError, ConfigError
 from protlc.inference import model_outputs
 from protlc.model import get_preset
-from protlc.model.checkpoint import read_checkpoint, submodule_state
+from protlc.model.checkpoint import load_checkpoint, read_checkpoint
 from protlc.model.fitness import HEAD_DEFAULTS
 from protlc.training.callbacks import ThroughputCallback
 from protlc.training.config import COMMON_RULES, check_values, dump_config, load_config
@@ -152,8 +152,8 @@ def _pfam_classifier(path: str | Path) -> tuple[dict, list, dict]:
     if ckpt["protlc"].get("task") != "classify":
         raise CheckpointError(f"{path}: --init needs a family classifier checkpoint (protlc train); this one is "
                               f"{ckpt['protlc'].get('task')!r}")
-    hp = ckpt.get("hyper_parameters", {})
-    return dict(hp["model_config"]), list(hp["labels"]), submodule_state(ckpt["state_dict"], "model.")
+    loaded = load_checkpoint(path, task="classify")  # its sizes checked against its tensors
+    return dict(loaded.hparams["model_config"]), loaded.labels, loaded.model.state_dict()
 
 
 def _correlations(predicted: np.ndarray, measured: np.ndarray, part: str) -> dict[str, float]:
