@@ -16,7 +16,6 @@ Run directory (docs/method.md §7)::
 from __future__ import annotations
 
 import copy
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +24,6 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from scipy.stats import pearsonr, spearmanr
 
 from protlc.alphabet import ALPHABET, STANDARD, STOP
 from protlc.atomic import atomic_path, atomic_write_text
@@ -43,6 +41,8 @@ from protlc.dms.tables import (
 )
 from protlc.errors import CheckpointError, ConfigError
 from protlc.inference import model_outputs
+from protlc.jsonio import write_json
+from protlc.metrics import correlation
 from protlc.model import get_preset
 from protlc.model.checkpoint import read_checkpoint, submodule_state
 from protlc.model.fitness import HEAD_DEFAULTS
@@ -156,11 +156,12 @@ def _pfam_classifier(path: str | Path) -> tuple[dict, list, dict]:
     return dict(hp["model_config"]), list(hp["labels"]), submodule_state(ckpt["state_dict"], "model.")
 
 
-def _correlations(predicted: np.ndarray, measured: np.ndarray, part: str) -> dict[str, float]:
-    ok = len(measured) > 1 and np.std(predicted) > 0 and np.std(measured) > 0
-    return {f"{part}/pearson": float(pearsonr(predicted, measured)[0]) if ok else float("nan"),
-            f"{part}/spearman": float(spearmanr(predicted, measured)[0]) if ok else float("nan"),
-            f"{part}/mse": float(np.mean((predicted - measured) ** 2))}
+def _correlations(predicted: np.ndarray, measured: np.ndarray, part: str) -> dict[str, float | None]:
+    """Pearson and Spearman (None where undefined, e.g. a constant prediction) and the MSE of one part."""
+    predicted, measured = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    return {f"{part}/pearson": correlation(predicted, measured),
+            f"{part}/spearman": correlation(predicted, measured, "spearman"),
+            f"{part}/mse": float(np.mean((predicted - measured) ** 2)) if len(measured) else None}
 
 
 def resolve_dms_config(config: dict | None, table, *, notation=None, offset=None, score_column=None,
@@ -316,7 +317,7 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
         "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "transfer": bool(dms["init"]), **{f"split/{p}": len(parts[p]) for p in PARTS}, **throughput.figures(),
     })
-    atomic_write_text(out / "final_metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json(out / "final_metrics.json", metrics, sort_keys=True)
     test = pd.DataFrame({"row": parts["test"], "measured": scores[parts["test"]],
                          "predicted": predictions["test"], "ridge": ridge.test_predictions})
     with atomic_path(out / "test_predictions.csv") as tmp:
@@ -338,6 +339,10 @@ def _best_epoch(out: Path, monitor: str, mode: str) -> int | None:
     return int(rows.loc[best, "epoch"])
 
 
+def _figure(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
 def write_fitness_plots(out: Path, test: pd.DataFrame, metrics: dict) -> None:
     """``plots/test_scatter.png`` (head and ridge vs measured) and ``plots/tune_curve.png``."""
     import matplotlib.pyplot as plt
@@ -348,8 +353,8 @@ def write_fitness_plots(out: Path, test: pd.DataFrame, metrics: dict) -> None:
         ax.scatter(test["measured"], test[column], s=3, alpha=0.35, linewidths=0)
         low, high = test["measured"].min(), test["measured"].max()
         ax.plot([low, high], [low, high], color="grey", lw=0.8)
-        ax.set_title(f"{name}: Pearson {metrics[key + '/pearson']:.3f}, Spearman {metrics[key + '/spearman']:.3f}",
-                     fontsize=9)
+        ax.set_title(f"{name}: Pearson {_figure(metrics[key + '/pearson'])}, "
+                     f"Spearman {_figure(metrics[key + '/spearman'])}", fontsize=9)
         ax.set_xlabel("measured score (test split)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("predicted score")
