@@ -4,8 +4,9 @@ Canonical columns (constants below): ``mutant`` (the original string; derived in
 the table only has sequences), ``mutated_sequence``, ``num_mutations`` (residues that differ from the
 wild type), ``positions`` (tuple of their 0-based indices), ``score`` (float; absent for libraries
 loaded with ``require_score=False``). Rows keep their input order and index ``0..n-1``, which is the
-numbering of nn4dms split files. ``DataFrame.attrs`` records ``wild_type``, ``notation``, ``offset``
-and ``source``.
+numbering of nn4dms split files (with ``skip_invalid``, the input row numbers of the rows kept).
+``DataFrame.attrs`` records ``wild_type``, ``notation``, ``offset``, ``source``, ``rows`` (data rows of
+the file) and ``rejects`` (the rows left out).
 
 nn4dms tables number residues 0-based plus the data set's ``wt_offset`` (Pab1: 126). Three easy ways:
 ``--offset 126`` with any ``--wt``; or leave out ``--wt`` for a table kept in the nn4dms layout
