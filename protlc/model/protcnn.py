@@ -305,19 +305,18 @@ class ProtCNNEncoder(nn.Module):
         k = self.conv_in.kernel_size[0]
         half = (k - 1) // 2
         length = tokens.shape[1]
-        table = torch.einsum("tc,fck->ktf", self.residue_vectors, self.conv_in.weight)  # (k, tokens, F)
+        table = torch.einsum("tc,fck->ktf", self.residue_vectors, self.conv_in.weight).contiguous()  # (k, tokens, F)
         size = table.shape[1]
         padded = F.pad(tokens.long(), (half, half + 1), value=PAD_INDEX)  # one more: the last pair's partner
-        out = None
+        out = self.conv_in.bias.expand(tokens.numel(), -1).clone()  # (B * L, F), summed into in place
         for j in range(0, k, 2):
             window = padded[:, j:j + length]
             if j + 1 < k:
                 pair = (table[j][:, None] + table[j + 1][None, :]).reshape(size * size, -1)
-                gathered = F.embedding(window * size + padded[:, j + 1:j + 1 + length], pair)
+                out += pair.index_select(0, (window * size + padded[:, j + 1:j + 1 + length]).reshape(-1))
             else:
-                gathered = F.embedding(window, table[j])
-            out = gathered + self.conv_in.bias if out is None else out.add_(gathered)
-        return out.transpose(1, 2).contiguous()
+                out += table[j].index_select(0, window.reshape(-1))
+        return out.view(*tokens.shape, -1).transpose(1, 2).contiguous()
 
     def embed_positions(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-position features.
