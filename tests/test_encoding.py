@@ -1,5 +1,6 @@
-"""The vectorised mutant encoder and the look-up input convolution behind ``protlc score``'s speed: the same
-sequences, errors and features as the row-by-row applier and the plain convolution."""
+"""The vectorised mutant encoder and the encoder's fast inference (look-up input convolution, folded
+BatchNorm) behind ``protlc score``'s speed: the same sequences, errors and features as the row-by-row
+applier and the plain encoder."""
 
 from __future__ import annotations
 
@@ -52,13 +53,24 @@ def test_token_matrix_batches_equal_string_batches():
     assert ALPHABET.decode(ragged["tokens"][1]) == "GNIFK"
 
 
-def test_look_up_input_convolution_equals_the_convolution_and_ignores_the_batch():
+def test_fast_inference_equals_the_plain_encoder_and_ignores_the_batch():
+    """Look-up input convolution and BatchNorm folded into the blocks (trained-looking running statistics)."""
     encoder = ProtCNNEncoder(ProtCNNConfig(filters=32, dilations=(1, 2)), torch.Generator().manual_seed(3)).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, value in encoder.named_buffers():
+            if name.endswith("running_mean"):
+                value.copy_(torch.randn(value.shape, generator=generator) * 0.3)
+            elif name.endswith("running_var"):
+                value.copy_(torch.rand(value.shape, generator=generator) + 0.5)
+        for name, value in encoder.named_parameters():
+            if ".bn_" in name:
+                value.add_(torch.randn(value.shape, generator=generator) * 0.2)
     tokens = torch.randint(1, ALPHABET.size, (40, 75), generator=torch.Generator().manual_seed(0))  # ambiguity, stop
     mask = torch.ones_like(tokens, dtype=torch.bool)
     with torch.no_grad():
         plain = encoder.embed_positions(tokens, mask)
-        encoder.lookup_input = True
+        encoder.fast_inference = True
         looked_up = encoder.embed_positions(tokens, mask)
         alone = torch.cat([encoder.input_by_lookup(tokens[i:i + 1]) for i in range(3)])
         few = encoder.embed_positions(tokens[:3], mask[:3])
@@ -68,4 +80,4 @@ def test_look_up_input_convolution_equals_the_convolution_and_ignores_the_batch(
     assert torch.equal(alone, encoder.input_by_lookup(tokens)[:3]) and torch.equal(few, looked_up[:3])
     torch.testing.assert_close(padded[:, :, :75], plain, rtol=1e-5, atol=1e-5)  # padding: the convolution
     encoder.train()
-    assert encoder.lookup_input and not torch.equal(encoder.embed_positions(tokens, mask), looked_up)
+    assert encoder.fast_inference and not torch.equal(encoder.embed_positions(tokens, mask), looked_up)

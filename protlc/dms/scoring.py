@@ -11,8 +11,9 @@ their input order; output and rejects files appear atomically when everything su
 
 No per-row Python on the hot path: a chunk's mutants become an ``(n, L)`` residue matrix by patching the
 wild type (:func:`protlc.dms.encoding.encode_mutants`), distinct rows are found on that matrix, and
-batches of equal-length variants, which have no padding, compute the encoder's input convolution by
-table look-up (:meth:`protlc.model.protcnn.ProtCNNEncoder.input_by_lookup`), under ``inference_mode``.
+batches of equal-length variants, which have no padding, run the encoder's fast inference (input
+convolution by table look-up, :meth:`protlc.model.protcnn.ProtCNNEncoder.input_by_lookup`; BatchNorm folded
+into the blocks' convolutions) under ``inference_mode``.
 
 Several devices: ``devices=N`` starts N worker processes (spawned), each holding the model on its own
 device (``cuda:0..N-1`` for ``device="cuda"``, CPU threads split evenly for ``device="cpu"``); the main
@@ -105,9 +106,9 @@ class Predictor:
         self.outputs = _ScoringOutputs(model.to(self.device).eval())
         self.batch_size, self.tokens_per_batch, self.precision = batch_size, tokens_per_batch, precision
         self.width_multiple = 1 if getattr(model, "fixed_length", None) is not None else None
-        for module in model.modules():  # batches of equal-length variants have no padding: conv_in by look-up
+        for module in model.modules():  # equal-length variants: no padding, fast inference
             if isinstance(module, ProtCNNEncoder):
-                module.lookup_input = True
+                module.fast_inference = True
 
     def __call__(self, sequences: np.ndarray | list[str]) -> np.ndarray:
         """``(U, 1)`` or ``(U, 3)`` float32 outputs for ``U`` sequences (see :class:`_ScoringOutputs`): an
