@@ -104,6 +104,10 @@ class Alphabet:
         """Token ids (uint8, shape ``(len,)``) of a validated sequence."""
         return _LOOKUP[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
 
+    def encode_bytes(self, ascii_bytes: np.ndarray) -> np.ndarray:
+        """Token ids (uint8, same shape) of validated sequences given as ASCII bytes, e.g. an ``(n, L)`` matrix."""
+        return _LOOKUP[ascii_bytes]
+
     def decode(self, tokens) -> str:
         symbols = self.letters + self.stop
         return "".join(symbols[t - 1] for t in np.asarray(tokens).tolist() if t != PAD_INDEX)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protlc.atomic import atomic_write_text
+from protlc.jsonio import write_json
 
 CALIBRATION_FILE = "calibration.json"
 UNKNOWN_QUANTILE = 0.01
@@ -25,9 +25,8 @@ def calibrate_unknown_threshold(dev_probs: np.ndarray, quantile: float = UNKNOWN
 
 def write_calibration(run_dir: Path, dev_probs: np.ndarray) -> float:
     threshold = calibrate_unknown_threshold(dev_probs)
-    atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(
-        {"unknown_threshold": threshold, "quantile": UNKNOWN_QUANTILE, "split": "dev",
-         "dev_sequences": int(len(dev_probs))}, indent=2) + "\n")
+    write_json(run_dir / CALIBRATION_FILE, {"unknown_threshold": threshold, "quantile": UNKNOWN_QUANTILE,
+                                          "split": "dev", "dev_sequences": int(len(dev_probs))})
     return threshold
 
 

@@ -13,3 +13,10 @@ CROP_END = "crop_end"  # exclusive end of the kept window
 LENGTH = "length"
 
 SPLITS = ("train", "dev", "test")
+
+# Rejected rows of a DMS table or mutant library (train-dms RUN_DIR/rejects.csv, score OUT.rejects.csv)
+REJECT_ROW = "row"  # 0-based data row, as in nn4dms split files
+REJECT_VARIANT = "variant"  # the row's mutant string (or full sequence) as written
+REJECT_TOKEN = "token"  # the part that is wrong: a substitution, a sequence, a score value
+REJECT_REASON = "reason"
+REJECT_COLUMNS = (REJECT_ROW, REJECT_VARIANT, REJECT_TOKEN, REJECT_REASON)

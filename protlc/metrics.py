@@ -80,3 +80,27 @@ def training_dynamics(train_probs: np.ndarray, observed: np.ndarray, clean: np.n
         "entropy_noisy": float(norm_entropy[n].mean()) if n.any() else float("nan"),
         "generalisation": accuracy(test_probs, test_labels),
     }
+
+
+def correlation(predicted, measured, method: str = "pearson") -> float | None:
+    """Pearson or Spearman correlation of two equal-length vectors, or None where it is undefined.
+
+    Undefined: fewer than two pairs, a non-finite value, or a vector without spread (a constant
+    prediction, e.g. an untrained head). Computed in float64 without numpy or scipy warnings, so that
+    nothing reaches the user's terminal for a metric that simply does not exist.
+    """
+    a = np.asarray(predicted, dtype=np.float64).ravel()
+    b = np.asarray(measured, dtype=np.float64).ravel()
+    if len(a) != len(b) or len(a) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    if method == "spearman":
+        from scipy.stats import rankdata
+
+        a, b = rankdata(a), rankdata(b)
+    elif method != "pearson":
+        raise ValueError(f"unknown correlation {method!r}")
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    if not norm > 0 or not np.isfinite(norm):
+        return None
+    return float(np.clip(np.dot(a, b) / norm, -1.0, 1.0))

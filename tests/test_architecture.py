@@ -17,10 +17,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "protlc"
 
 # Lower layers never import higher ones; within one layer, only modules of the same package import each other.
 LAYERS = (
-    ("protlc", "protlc.errors", "protlc.columns", "protlc.validate", "protlc.atomic", "protlc.alphabet",
-     "protlc.progress"),
+    ("protlc", "protlc.errors", "protlc.columns", "protlc.validate", "protlc.atomic", "protlc.jsonio",
+     "protlc.alphabet", "protlc.progress"),
     ("protlc.data", "protlc.losses", "protlc.metrics", "protlc.calibration", "protlc.homology"),
-    ("protlc.model", "protlc.dms.mutations", "protlc.dms.tables", "protlc.dms.splits", "protlc.dms.ridge"),
+    ("protlc.model", "protlc.dms.mutations", "protlc.dms.tables", "protlc.dms.splits", "protlc.dms.ridge",
+     "protlc.dms.rejects", "protlc.dms.encoding", "protlc.dms.library"),
     ("protlc.inference",),
     ("protlc.predict", "protlc.audit", "protlc.dms.scoring", "protlc.training"),
     ("protlc.reproduce",),

@@ -156,3 +156,61 @@ def test_unreadable_inputs(tmp_path):
         load_dms_table(tmp_path / "t.xlsx", wt=PAB1_WT)
     with pytest.raises(InputError, match="give the wild-type sequence"):
         load_dms_table(tmp_path / "t.xlsx")
+
+
+@pytest.mark.parametrize("layout,sequence_column,score_column", [("mavenn", "x", "y"), ("flip", "sequence", "target")])
+def test_sequence_column_under_another_name(tmp_path, pab1_rows, layout, sequence_column, score_column):
+    """MAVE-NN tables carry full sequences in ``x`` (scores in ``y``), FLIP in ``sequence`` (``target``)."""
+    reference = load_dms_table(_write(tmp_path, "a.tsv", pab1_rows), wt=PAB1_WT, offset=126)
+    table = pd.DataFrame({sequence_column: reference[MUTATED_SEQUENCE], score_column: pab1_rows["score"],
+                          "set": "train"})
+    path = _write(tmp_path, f"{layout}.csv", table)
+    frame = load_dms_table(path, wt=PAB1_WT, sequence_column=sequence_column, score_column=score_column)
+    assert frame[MUTATED_SEQUENCE].tolist() == reference[MUTATED_SEQUENCE].tolist()
+    assert frame[POSITIONS].tolist() == reference[POSITIONS].tolist()
+    assert frame[SCORE].tolist() == pab1_rows["score"].tolist()
+    with pytest.raises(InputError) as err:  # not found by default: the column has to be named
+        load_dms_table(path, wt=PAB1_WT, score_column=score_column)
+    assert "--sequence-column" in str(err.value)
+    with pytest.raises(InputError) as err:
+        load_dms_table(path, wt=PAB1_WT, sequence_column="seq", score_column=score_column)
+    message = str(err.value)
+    assert message == f"{path}: no sequence column 'seq' (columns: {sequence_column}, {score_column}, set)"
+
+    table.loc[3, sequence_column] = PAB1_WT + "A"
+    with pytest.raises(InputError) as err:
+        load_dms_table(_write(tmp_path, "bad.csv", table), wt=PAB1_WT, sequence_column=sequence_column,
+                       score_column=score_column)
+    assert f"bad.csv, row 3 (line 5): {sequence_column} has length 76 but the wild type has 75" in str(err.value)
+    assert "\n" not in str(err.value)
+    table.loc[3, sequence_column] = "8" + PAB1_WT[1:]
+    with pytest.raises(InputError, match=rf"row 3 \(line 5\): {sequence_column} has an invalid residue '8' at "
+                                         "position 1"):
+        load_dms_table(_write(tmp_path, "bad.csv", table), wt=PAB1_WT, sequence_column=sequence_column,
+                       score_column=score_column)
+
+
+def test_skip_invalid_drops_bad_rows_keeping_row_numbers(tmp_path, pab1_rows):
+    rows = pab1_rows.iloc[:30].copy()
+    bad = {2: ("variant", "A126G", "wild-type letter 'A' does not match"), 5: ("variant", "G12x6A", "malformed"),
+           9: ("score", float("nan"), "not a finite number"), 11: ("score", float("inf"), "not a finite number"),
+           20: ("variant", "G126B", "unknown mutant residue letter 'B'")}
+    for row, (column, value, _) in bad.items():
+        rows[column] = rows[column].astype(object)
+        rows.loc[row, column] = value
+    path = _write(tmp_path, "t.tsv", rows)
+    with pytest.raises(InputError, match=r"t.tsv, row 2 \(line 4\): mutant 'A126G'.*--skip-invalid"):
+        load_dms_table(path, wt=PAB1_WT, offset=126)
+    frame = load_dms_table(path, wt=PAB1_WT, offset=126, skip_invalid=True)
+    kept = [r for r in range(30) if r not in bad]
+    assert frame.index.tolist() == kept and frame.attrs["rows"] == 30
+    assert frame[MUTANT].tolist() == rows["variant"].iloc[kept].tolist()
+    rejects = frame.attrs["rejects"]
+    assert [r.row for r in rejects] == sorted(bad)
+    for reject in rejects:
+        column, value, reason = bad[reject.row]
+        assert reason in reject.reason
+        assert reject.variant == str(rows["variant"].iloc[reject.row])
+    only_bad = rows.iloc[[2, 5]]
+    with pytest.raises(InputError, match="none of its 2 rows is valid"):
+        load_dms_table(_write(tmp_path, "b.tsv", only_bad), wt=PAB1_WT, offset=126, skip_invalid=True)

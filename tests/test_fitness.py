@@ -263,3 +263,51 @@ def test_resume_reaches_the_uninterrupted_result(pab1_subset, tmp_path, dms_tiny
     assert logs[1]["step"].tolist() == logs[0]["step"].tolist()
     np.testing.assert_array_equal(pd.read_csv(tmp_path / "a" / "test_predictions.csv")["predicted"],
                                   pd.read_csv(tmp_path / "b" / "test_predictions.csv")["predicted"])
+
+
+def _flip_table(pab1_subset, tmp_path):
+    """The Pab1 subset as FLIP lays it out (full sequences in ``sequence``, fitness in ``target``), with five
+    bad rows: a sequence too long, a letter outside the alphabet, a missing and an infinite fitness."""
+    from protlc.dms.tables import MUTATED_SEQUENCE, load_dms_table
+
+    frame = load_dms_table(pab1_subset, PAB1_WT, offset=PAB1_OFFSET)
+    table = pd.DataFrame({"sequence": frame[MUTATED_SEQUENCE], "target": frame["score"].astype(object)})
+    bad = {3: "sequence has length 76", 40: "invalid residue '1'", 100: "not a finite number",
+           500: "not a finite number", 700: "sequence has length 74"}
+    table.loc[3, "sequence"] = PAB1_WT + "A"
+    table.loc[40, "sequence"] = "1" + PAB1_WT[1:]
+    table.loc[100, "target"] = None
+    table.loc[500, "target"] = "inf"
+    table.loc[700, "sequence"] = PAB1_WT[1:]
+    table.to_csv(tmp_path / "flip.csv", index=False)
+    return tmp_path / "flip.csv", bad
+
+
+def test_cli_sequence_column_and_skip_invalid(pab1_subset, nn4dms, tmp_path, dms_tiny_config):
+    table, bad = _flip_table(pab1_subset, tmp_path)
+    common = ["--wt", PAB1_WT, "--sequence-column", "sequence", "--score-column", "target",
+              "--splits", nn4dms / "pab1" / "splits_main", "--max-epochs", 1,
+              *sum((["--set", o] for o in dms_tiny_config.overrides if "max_epochs" not in o), [])]
+    failed = _invoke("train-dms", table, "--out", tmp_path / "strict", *common)
+    assert failed.exit_code == 2 and "Traceback" not in failed.output
+    assert failed.output.strip().count("\n") == 0
+    assert "flip.csv, row 3 (line 5): sequence has length 76" in failed.output and "--skip-invalid" in failed.output
+
+    result = _invoke("train-dms", table, "--out", tmp_path / "run", "--skip-invalid", *common)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count(f"skipped 5 invalid rows") == 1
+    rejects = pd.read_csv(tmp_path / "run" / "rejects.csv")
+    assert list(rejects.columns) == ["row", "variant", "token", "reason"]
+    assert rejects["row"].tolist() == sorted(bad)
+    for row, reason in zip(rejects["row"], rejects["reason"]):
+        assert bad[row] in reason
+    metrics = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    assert metrics["rejected_rows"] == 5
+    published = sum(len((nn4dms / "pab1" / "splits_main" / f).read_text().split()) for f in
+                    ("train.txt", "tune.txt", "stest.txt"))
+    assert metrics["split/train"] + metrics["split/tune"] + metrics["split/test"] == published - 5
+    test_rows = pd.read_csv(tmp_path / "run" / "test_predictions.csv")["row"]
+    stest = set(np.loadtxt(nn4dms / "pab1" / "splits_main" / "stest.txt", dtype=int).tolist())
+    assert set(test_rows) == stest - set(bad)  # input row numbers, rejected rows left out
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert "sequence_column: sequence" in config and "skip_invalid: true" in config

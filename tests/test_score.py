@@ -146,6 +146,8 @@ def test_skip_invalid_writes_rejects_and_keeps_valid_rows_in_order(checkpoint, p
     rejects = pd.read_csv(rejects_path(out))
     assert rejects_path(out).name == "scores.rejects.csv"
     assert rejects["row"].tolist() == sorted(bad) and rejects["token"].tolist() == [bad[r] for r in sorted(bad)]
+    assert list(rejects.columns) == ["row", "variant", "token", "reason"]
+    assert rejects["variant"].tolist() == rows["variant"].iloc[sorted(bad)].tolist()
     assert rejects["reason"].str.len().min() > 10
     assert (summary.scored, summary.rejected) == (36, 4)
 
@@ -291,3 +293,51 @@ def test_combinatorial_sites_check_their_wild_type_letters(checkpoint, tmp_path)
     assert ok.scored == 3
     with pytest.raises(ConfigError, match="names wild-type letter"):
         score_library(checkpoint, None, tmp_path / "d.csv", combinatorial="W2:NAG" if PAB1_WT[1] != "W" else "A2:NAG")
+
+
+def test_sequence_column_under_another_name(checkpoint, pab1_rows, tmp_path):
+    """A FLIP-style library (full sequences in ``sequence``) scores exactly like its mutant strings; a bad
+    sequence is a one-line error naming file and row, or a reject with --skip-invalid."""
+    mutants = pab1_rows["variant"].tolist()[:30]
+    sequences, _ = apply_many(PAB1_WT, mutants, "nn4dms", PAB1_OFFSET)
+    table = pd.DataFrame({"sequence": sequences, "target": 0.0})
+    table.to_csv(tmp_path / "flip.csv", index=False)
+    with pytest.raises(InputError) as err:
+        score_library(checkpoint, tmp_path / "flip.csv", tmp_path / "out.csv", sequence_column="seq")
+    assert str(err.value) == f"{tmp_path / 'flip.csv'}: no sequence column 'seq' (columns: sequence, target)"
+    score_library(checkpoint, tmp_path / "flip.csv", tmp_path / "out.csv", sequence_column="sequence")
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")[FITNESS], _expected_fitness(checkpoint, mutants),
+                               rtol=1e-5, atol=1e-5)
+
+    table.loc[4, "sequence"] = PAB1_WT[:-2]
+    table.loc[9, "sequence"] = "-" + PAB1_WT[1:]
+    table.to_csv(tmp_path / "flip.csv", index=False)
+    with pytest.raises(InputError) as err:
+        score_library(checkpoint, tmp_path / "flip.csv", tmp_path / "out.csv", sequence_column="sequence")
+    assert "flip.csv, row 4 (line 6): sequence" in str(err.value) and "the model takes 75" in str(err.value)
+    result = CliRunner().invoke(cli, ["score", str(checkpoint), str(tmp_path / "flip.csv"), "--out",
+                                      str(tmp_path / "out.csv"), "--sequence-column", "sequence", "--skip-invalid",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 invalid rows" in result.stderr
+    rejects = pd.read_csv(rejects_path(tmp_path / "out.csv"))
+    assert rejects["row"].tolist() == [4, 9] and rejects["variant"].tolist() == table["sequence"].iloc[[4, 9]].tolist()
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 28
+
+
+def test_fast_path_matches_the_plain_model_on_multi_mutants(checkpoint, tmp_path):
+    """Random 1-6-substitution variants (the benchmark's kind of library), WT rows and repeats: the residue
+    matrix, the dedupe and the look-up input convolution give the plain model's outputs."""
+    rng = np.random.default_rng(7)
+    mutants = []
+    for _ in range(400):
+        positions = rng.choice(len(PAB1_WT), rng.integers(1, 7), replace=False)
+        mutants.append(":".join(f"{PAB1_WT[p]}{p + 1}{rng.choice(list('ACDEFGHIKLMNPQRSTVWY*'))}" for p in positions))
+    mutants += ["WT", mutants[0], mutants[5]]
+    pd.DataFrame({"mutant": mutants}).to_csv(tmp_path / "lib.csv", index=False)
+    summary = score_library(checkpoint, tmp_path / "lib.csv", tmp_path / "out.csv", chunk_size=128, batch_size=50)
+    assert summary.scored == len(mutants)
+    scored = pd.read_csv(tmp_path / "out.csv")
+    np.testing.assert_allclose(scored[FITNESS], _expected_fitness(checkpoint, mutants, "proteingym", 1),
+                               rtol=1e-5, atol=1e-5)
+    assert scored[FITNESS].iloc[-2] == scored[FITNESS].iloc[0] and scored[FITNESS].iloc[-1] == scored[FITNESS].iloc[5]

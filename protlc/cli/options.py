@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 import click
+
+from protlc import jsonio
 
 
 def run_options(config_example: str, set_example: str, seed_help: str) -> Callable:
@@ -66,5 +67,10 @@ def echo_metrics(metrics: dict | None, keys: list[str], out_dir: Path) -> None:
     """Print the headline metrics of a finished run and where the rest is."""
     if metrics is None:
         return
-    click.echo(json.dumps({key: round(metrics[key], 4) for key in keys if key in metrics}, indent=1))
+    click.echo(jsonio.dumps({key: _rounded(metrics[key]) for key in keys if key in metrics}, indent=1))
     click.echo(f"final metrics: {out_dir / 'final_metrics.json'}")
+
+
+def _rounded(value):
+    """Floats to 4 decimals for the terminal; anything else (None, ints, bools) as it is."""
+    return round(value, 4) if isinstance(value, float) else value

@@ -15,7 +15,7 @@ Mutant notations (--notation auto picks one from the table):
   proteingym  A1P:D2N      1-based, ':'-separated (optional mutated_sequence column)
   nn4dms      A108D,K110R  0-based + the data set's wt_offset (--offset), '_wt' = wild type
   esm         H24C         1-based unless --offset
-  or no mutant column and a full mutated_sequence column.
+  or no mutant column and a full-sequence column (mutated_sequence or --sequence-column).
 
 \b
 Example (a real Pab1 subset in the nn4dms layout; wild type and offset from wt_sequences.tsv):
@@ -36,6 +36,11 @@ Example (a real Pab1 subset in the nn4dms layout; wild type and offset from wt_s
               help="Number of the wild type's first residue in the mutant strings [default: the notation's].")
 @click.option("--score-column", default=None, help="Fitness column [default: score, DMS_score or fitness].")
 @click.option("--mutant-column", default=None, help="Mutant column [default: mutant, variant, mutation(s)].")
+@click.option("--sequence-column", default=None,
+              help="Column of full variant sequences, e.g. x (MAVE-NN) or sequence (FLIP) [default: mutated_sequence].")
+@click.option("--skip-invalid", is_flag=True, default=None,
+              help="Skip bad rows (bad mutant or sequence, missing or non-finite score) into RUN_DIR/rejects.csv "
+                   "instead of failing on the first.")
 @click.option("--splits", "splits_dir", default=None, type=click.Path(path_type=Path),
               help="Directory with the published nn4dms split files train.txt, tune.txt, stest.txt.")
 @click.option("--split", default=None, type=click.Choice(("random", "mutational", "positional")),
@@ -45,13 +50,14 @@ Example (a real Pab1 subset in the nn4dms layout; wild type and offset from wt_s
 @click.option("--init", default=None, type=click.Path(path_type=Path),
               help="Start the encoder from this Pfam classifier checkpoint (protlc train) [default: from scratch].")
 def train_dms_command(table, out_dir, config_files, overrides, max_epochs, batch_size, seed, accelerator, devices,
-                      precision, resume, wt, notation, offset, score_column, mutant_column, splits_dir, split,
-                      split_seed, init):
+                      precision, resume, wt, notation, offset, score_column, mutant_column, sequence_column,
+                      skip_invalid, splits_dir, split, split_seed, init):
     """Train a fitness regression head on the DMS TABLE (CSV, TSV or Parquet) into RUN_DIR.
 
     The ridge baseline (one-hot) is fitted on the same split; RUN_DIR/final_metrics.json holds
     test/pearson, test/spearman and ridge/test/pearson, ridge/test/spearman, and plots/ a scatter plot.
     """
+    from protlc.dms.rejects import REJECTS_FILE, skipped_message
     from protlc.training.fitness_run import load_dms_config, train_dms
 
     if splits_dir is not None and split is not None:
@@ -61,7 +67,9 @@ def train_dms_command(table, out_dir, config_files, overrides, max_epochs, batch
                             "trainer.precision": precision, "split.seed": split_seed})
     config = load_dms_config(options.config_files(out_dir, config_files, resume), [*flags, *overrides])
     metrics = train_dms(table, out_dir, wt, config, notation=notation, offset=offset, score_column=score_column,
-                        mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed,
-                        resume=resume)
+                        mutant_column=mutant_column, sequence_column=sequence_column, skip_invalid=skip_invalid,
+                        splits_dir=splits_dir, split=split, init=init, seed=seed, resume=resume)
+    if metrics is not None and metrics.get("rejected_rows") is not None and (out_dir / REJECTS_FILE).is_file():
+        click.echo(skipped_message(metrics["rejected_rows"], out_dir / REJECTS_FILE), err=True)
     echo_metrics(metrics, ["test/pearson", "test/spearman", "ridge/test/pearson", "ridge/test/spearman", "epochs"],
                  out_dir)

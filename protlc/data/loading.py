@@ -53,6 +53,16 @@ class EncodedSequences(torch.utils.data.Dataset):
         self.buffer = ALPHABET.encode("".join(sequences)) if len(sequences) else np.zeros(0, np.uint8)
         self.labels = None if labels is None else torch.as_tensor(np.array(labels), dtype=torch.long)
 
+    @classmethod
+    def from_token_matrix(cls, tokens: np.ndarray) -> "EncodedSequences":
+        """Equal-length sequences already encoded as an ``(n, L)`` matrix of token ids (no strings built)."""
+        self = cls.__new__(cls)
+        self.lengths = np.full(len(tokens), tokens.shape[1], dtype=np.int64)
+        self.offsets = np.arange(len(tokens) + 1, dtype=np.int64) * tokens.shape[1]
+        self.buffer = np.ascontiguousarray(tokens, dtype=np.uint8).ravel()
+        self.labels = None
+        return self
+
     def __len__(self) -> int:
         return len(self.lengths)
 
@@ -63,10 +73,10 @@ class EncodedSequences(torch.utils.data.Dataset):
         """The batch of ``rows``, padded to their longest sequence rounded up to ``width_multiple``."""
         rows = np.asarray(rows, dtype=np.int64)
         width = int(padded_width(self.lengths[rows].max(), width_multiple))
-        tokens = np.full((len(rows), width), PAD_INDEX, dtype=np.int64)
-        for i, r in enumerate(rows):
-            start, end = self.offsets[r], self.offsets[r + 1]
-            tokens[i, : end - start] = self.buffer[start:end]
+        columns = np.arange(width)
+        inside = columns < self.lengths[rows][:, None]
+        index = np.minimum(self.offsets[rows][:, None] + columns, max(len(self.buffer) - 1, 0))
+        tokens = np.where(inside, self.buffer[index] if len(self.buffer) else PAD_INDEX, PAD_INDEX).astype(np.int64)
         tokens_t = torch.from_numpy(tokens)
         batch = {"tokens": tokens_t, "mask": tokens_t != PAD_INDEX, "index": torch.from_numpy(rows)}
         if self.labels is not None:

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from protlc import columns as col
+from protlc import jsonio
 from protlc.atomic import atomic_dir
 from protlc.data.records import first_problem
 from protlc.errors import ConfigError, InputError
@@ -91,7 +92,7 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 
 def _dump_json(obj) -> str:
     """Indented JSON with lists of numbers kept on one line (per-family counts, pair map)."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    text = jsonio.dumps(obj, indent=2, ensure_ascii=False)
     return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text) + "\n"
 
 

@@ -208,10 +208,10 @@ class MutantApplier:
         self.notation, self.offset = resolve_notation(notation, offset)
         self.wt = wt
         self._wt_bytes = wt.encode("ascii")
-        self._sep = SEPARATORS[self.notation]
+        self.separator = SEPARATORS[self.notation]
         self._cache: dict[str, tuple[int, int] | str] = {}
 
-    def _lookup(self, token: str) -> tuple[int, int] | str:
+    def lookup(self, token: str) -> tuple[int, int] | str:
         """``(position0, mutant byte)`` of a valid token, else the reason it is invalid."""
         hit = self._cache.get(token)
         if hit is None:
@@ -230,30 +230,31 @@ class MutantApplier:
         Raises:
             MutationError: naming the offending token (the caller adds file and row).
         """
-        sequence, error = self._apply(mutant)
+        sequence, error = self.check(mutant)
         if error is not None:
             raise MutationError(*error)
         return sequence
 
-    def _apply(self, mutant) -> tuple[str | None, tuple[str, str] | None]:
+    def check(self, mutant) -> tuple[str | None, tuple[str, str] | None]:
+        """``(mutated sequence, None)``, or ``(None, (offending token, reason))`` for a bad mutant string."""
         if not isinstance(mutant, str) or not mutant:
             return None, (str(mutant), "empty mutant string (write the wild type as _wt or WT)")
-        tokens = mutant.split(self._sep)
+        tokens = mutant.split(self.separator)
         if len(tokens) == 1:
-            hit = self._lookup(mutant)
+            hit = self.lookup(mutant)
             if isinstance(hit, str):
                 if is_wild_type(mutant):
                     return self.wt, None
-                other = "," if self._sep == ":" else ":"
+                other = "," if self.separator == ":" else ":"
                 if other in mutant:
-                    hit = f"{self.notation} separates substitutions with {self._sep!r}, not {other!r} (check --notation)"
+                    hit = f"{self.notation} separates substitutions with {self.separator!r}, not {other!r} (check --notation)"
                 return None, (mutant, hit)
             position0, letter = hit
             return self.wt[:position0] + chr(letter) + self.wt[position0 + 1:], None
         buffer = bytearray(self._wt_bytes)
         positions = set()
         for token in tokens:
-            hit = self._lookup(token)
+            hit = self.lookup(token)
             if isinstance(hit, str):
                 return None, (token, hit)
             position0, letter = hit
@@ -269,7 +270,7 @@ class MutantApplier:
         sequences: list[str | None] = []
         errors: list[tuple[int, str, str]] = []
         for row, mutant in enumerate(mutants):
-            sequence, error = self._apply(mutant)
+            sequence, error = self.check(mutant)
             sequences.append(sequence)
             if error is not None:
                 errors.append((row, error[0], error[1]))

@@ -30,11 +30,11 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, lsqr
-from scipy.stats import pearsonr, spearmanr
 
 from protlc.dms.splits import Split
 from protlc.dms.tables import sequence_matrix
 from protlc.errors import ConfigError, InputError
+from protlc.metrics import correlation
 
 DEFAULT_ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-2.0, 5.01, 0.5))
 MAX_DENSE_FEATURES = 8000
@@ -47,14 +47,14 @@ class RidgeResult:
 
     alpha: float
     tune_mse: float
-    tune_pearson: float
-    test_pearson: float
-    test_spearman: float
+    tune_pearson: float | None  # None: undefined (constant predictions or scores)
+    test_pearson: float | None
+    test_spearman: float | None
     num_features: int
     test_predictions: np.ndarray = field(repr=False)
     model: "OneHotRidge" = field(repr=False, compare=False)
 
-    def metrics(self, prefix: str = METRIC_PREFIX) -> dict[str, float]:
+    def metrics(self, prefix: str = METRIC_PREFIX) -> dict[str, float | None]:
         """Flat metrics for ``final_metrics.json`` (``ridge/test/pearson``, ``ridge/test/spearman``, ...)."""
         return {f"{prefix}test/pearson": self.test_pearson,
                 f"{prefix}test/spearman": self.test_spearman,
@@ -165,12 +165,6 @@ class OneHotRidge:
         return self._raw(matrix, table, type_weights) + offset
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(pearsonr(a, b)[0])
-
-
 def ridge_baseline(wt: str, sequences: Sequence[str], scores: Sequence[float], split: Split,
                    alphas: Sequence[float] = DEFAULT_ALPHAS, substitution_types: bool = False) -> RidgeResult:
     """Fit ridge on ``split.train``, pick ``alpha`` by tune MSE, report test Pearson and Spearman.
@@ -198,7 +192,7 @@ def ridge_baseline(wt: str, sequences: Sequence[str], scores: Sequence[float], s
     test_pred = model.predict(matrix[split.test], best)
     test_y = y[split.test]
     return RidgeResult(alpha=float(best), tune_mse=tune_mse[best],
-                       tune_pearson=_pearson(model.predict(tune_x, best), tune_y),
-                       test_pearson=_pearson(test_pred, test_y),
-                       test_spearman=float(spearmanr(test_pred, test_y)[0]),
+                       tune_pearson=correlation(model.predict(tune_x, best), tune_y),
+                       test_pearson=correlation(test_pred, test_y),
+                       test_spearman=correlation(test_pred, test_y, "spearman"),
                        num_features=model.num_features, test_predictions=test_pred, model=model)

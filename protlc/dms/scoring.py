@@ -1,13 +1,19 @@
 """Streaming fitness scoring of mutant libraries: chunked read -> apply -> dedupe -> batch -> predict -> chunked write.
 
-A library is a CSV/TSV/Parquet table with a mutant column (any notation of :mod:`protlc.dms.mutations`)
-or a ``mutated_sequence`` column, or is generated: every single substitution of the wild type
-(``saturation``) or a combinatorial spec. Memory stays constant in the library's size: one chunk
+A library (:mod:`protlc.dms.library`) is a CSV/TSV/Parquet table with a mutant column (any notation of
+:mod:`protlc.dms.mutations`) or a full-sequence column, or is generated: every single substitution of the
+wild type (``saturation``) or a combinatorial spec. Memory stays constant in the library's size: one chunk
 (``chunk_size`` rows) is read, its mutants applied and checked, identical sequences collapsed (each
 distinct sequence is predicted once per chunk), the distinct sequences predicted in length-bucketed
 batches, and the chunk's rows written with a ``fitness`` column (and, for a model trained with
 ``--init``, ``predicted_family`` and ``family_probability``) before the next chunk is read. Rows keep
 their input order; output and rejects files appear atomically when everything succeeded.
+
+No per-row Python on the hot path: a chunk's mutants become an ``(n, L)`` residue matrix by patching the
+wild type (:func:`protlc.dms.encoding.encode_mutants`), distinct rows are found on that matrix, and
+batches of equal-length variants, which have no padding, run the encoder's fast inference (input
+convolution by table look-up, :meth:`protlc.model.protcnn.ProtCNNEncoder.input_by_lookup`; BatchNorm folded
+into the blocks' convolutions) under ``inference_mode``.
 
 Several devices: ``devices=N`` starts N worker processes (spawned), each holding the model on its own
 device (``cuda:0..N-1`` for ``device="cuda"``, CPU threads split evenly for ``device="cpu"``); the main
@@ -26,38 +32,38 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 import torch
 
 from protlc.alphabet import ALPHABET
 from protlc.data.chunks import ChunkWriter, check_not_input
-from protlc.data.tables import iter_table_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.dms import mutations as mut
-from protlc.dms.tables import (
-    MUTANT,
-    MUTANT_COLUMN_CANDIDATES,
-    MUTATED_SEQUENCE,
-    locate_nn4dms_wild_type,
-    read_wild_type,
-    row_location,
+from protlc.dms.library import (
+    MAX_VARIANTS,
+    check_agreement,
+    check_chunk,
+    choose_applier,
+    distinct,
+    is_numbering_error,
+    mismatches,
+    open_library,
+    raise_first,
 )
+from protlc.dms.rejects import Reject, RejectWriter
+from protlc.dms.tables import read_wild_type
 from protlc.errors import ConfigError, InputError
 from protlc.inference import check_device, inference_precision, inference_tokens, model_outputs
 from protlc.model.checkpoint import load_checkpoint
 from protlc.progress import progress_bar
+from protlc.model.protcnn import ProtCNNEncoder
 
 FITNESS = "fitness"
 PREDICTED_FAMILY = "predicted_family"
 FAMILY_PROBABILITY = "family_probability"
-REJECT_COLUMNS = ("row", "token", "reason")
 IN_FLIGHT_PER_WORKER = 2
-MAX_MISMATCH = 0.2  # share of rows whose wild-type letters may disagree (typos) before a library is refused
-MAX_VARIANTS = 10_000_000  # --combinatorial libraries beyond this need --max-variants
 
 
 @dataclass
@@ -103,13 +109,20 @@ class Predictor:
         self.outputs = _ScoringOutputs(model.to(self.device).eval())
         self.batch_size, self.tokens_per_batch, self.precision = batch_size, tokens_per_batch, precision
         self.width_multiple = 1 if getattr(model, "fixed_length", None) is not None else None
+        for module in model.modules():  # equal-length variants: no padding, fast inference
+            if isinstance(module, ProtCNNEncoder):
+                module.fast_inference = True
 
-    def __call__(self, sequences: list[str]) -> np.ndarray:
-        """``(U, 1)`` or ``(U, 3)`` float32 outputs for ``U`` sequences (see :class:`_ScoringOutputs`)."""
-        if not sequences:
+    def __call__(self, sequences: np.ndarray | list[str]) -> np.ndarray:
+        """``(U, 1)`` or ``(U, 3)`` float32 outputs for ``U`` sequences (see :class:`_ScoringOutputs`): an
+        ``(U, L)`` matrix of ASCII residues, or a list of strings when their lengths differ."""
+        if not len(sequences):
             return np.empty((0, 3 if self.outputs.with_family else 1), dtype=np.float32)
-        out = model_outputs(self.outputs, EncodedSequences(sequences), self.batch_size, self.device, self.precision,
-                            self.tokens_per_batch, self.width_multiple)
+        encoded = (EncodedSequences.from_token_matrix(ALPHABET.encode_bytes(sequences))
+                   if isinstance(sequences, np.ndarray) else EncodedSequences(sequences))
+        with torch.inference_mode():
+            out = model_outputs(self.outputs, encoded, self.batch_size, self.device, self.precision,
+                                self.tokens_per_batch, self.width_multiple)
         return out.reshape(len(sequences), -1)
 
 
@@ -125,7 +138,7 @@ def _start_worker(checkpoint: str, devices: "multiprocessing.Queue", batch_size:
                         inference_tokens(torch.device(device), tokens_per_batch), precision)
 
 
-def _predict_in_worker(sequences: list[str]) -> np.ndarray:
+def _predict_in_worker(sequences: np.ndarray | list[str]) -> np.ndarray:
     return _WORKER(sequences)
 
 
@@ -161,100 +174,6 @@ class _Done:
         return self.value
 
 
-@dataclass
-class _Library:
-    """Where rows come from: the chunks, which column holds mutants or sequences, how to name a row."""
-
-    chunks: Iterator[pd.DataFrame]
-    column: str
-    is_sequence: bool
-    name: str
-    total: int | None
-
-    def where(self, row: int) -> str:
-        path = Path(self.name)
-        return row_location(path, row) if path.suffix else f"{self.name}, row {row}"
-
-
-def _generated(mutants: Iterator[str], chunk_size: int) -> Iterator[pd.DataFrame]:
-    start = 0
-    while batch := list(itertools.islice(mutants, chunk_size)):
-        yield pd.DataFrame({MUTANT: batch}, index=pd.RangeIndex(start, start + len(batch)))
-        start += len(batch)
-
-
-def _open_library(library, saturation: bool, combinatorial: str | None, wt: str, offset: int, chunk_size: int,
-                  mutant_column: str | None, max_variants: int = MAX_VARIANTS) -> _Library:
-    sources = sum([library is not None, saturation, combinatorial is not None])
-    if sources != 1:
-        raise ConfigError("give exactly one library: a LIBRARY file, --saturation or --combinatorial SPEC")
-    if saturation:
-        mutants = mut.saturation(wt, offset)
-        return _Library(_generated(iter(mutants), chunk_size), MUTANT, False, "--saturation library", len(mutants))
-    if combinatorial is not None:
-        total = mut.combinatorial_count(wt, combinatorial, offset)
-        if total > max_variants:
-            raise ConfigError(f"--combinatorial {combinatorial!r} makes {total:,} variants, more than --max-variants "
-                              f"{max_variants:,}; pass --max-variants {total} to score them all")
-        return _Library(_generated(mut.combinatorial(wt, combinatorial, offset), chunk_size), MUTANT, False,
-                        "--combinatorial library", total)
-    path = Path(library)
-    chunks = iter_table_chunks(path, chunk_size)
-    first = next(chunks, None)
-    if first is None or first.empty:
-        raise InputError(f"{path}: the library has no rows")
-    columns = [str(c) for c in first.columns]
-    if mutant_column is not None and mutant_column not in columns:
-        raise InputError(f"{path}: no mutant column {mutant_column!r} (columns: {', '.join(columns)})")
-    column = mutant_column or next((c for c in MUTANT_COLUMN_CANDIDATES if c in columns), None)
-    if column is None and MUTATED_SEQUENCE not in columns:
-        raise InputError(f"{path}: no mutant column ({', '.join(MUTANT_COLUMN_CANDIDATES)}) and no "
-                         f"{MUTATED_SEQUENCE} column (columns: {', '.join(columns)}); name it with --mutant-column")
-    total = pq.ParquetFile(path).metadata.num_rows if path.suffix.lower() == ".parquet" else None
-    return _Library(itertools.chain([first], chunks), column or MUTATED_SEQUENCE, column is None, str(path), total)
-
-
-def _sequence_problem(sequence, length: int | None) -> str | None:
-    if not isinstance(sequence, str) or not sequence:
-        return "empty mutated_sequence"
-    problem = ALPHABET.problem(sequence, allow_stop=True)
-    if problem is None and length is not None and len(sequence) != length:
-        problem = f"sequence has {len(sequence)} residues but the model takes {length} (the wild type's length)"
-    return problem
-
-
-def _check_chunk(frame: pd.DataFrame, library: _Library, applier: mut.MutantApplier, length: int | None
-                 ) -> tuple[list, list[tuple[int, str, str]]]:
-    """Sequences of a chunk (None for an invalid row) and ``(chunk row, token, reason)`` of invalid rows."""
-    values = frame[library.column].tolist()
-    if library.is_sequence:
-        values = [v.strip() if isinstance(v, str) else v for v in values]
-        problems = [(i, str(v), p) for i, v in enumerate(values) if (p := _sequence_problem(v, length))]
-        bad = {i for i, _, _ in problems}
-        return [None if i in bad else v for i, v in enumerate(values)], problems
-    sequences, errors = applier.apply_many(values)
-    if MUTATED_SEQUENCE in frame:
-        given = frame[MUTATED_SEQUENCE].tolist()
-        for i, (ours, theirs) in enumerate(zip(sequences, given)):
-            if ours is not None and ours != theirs:
-                errors.append((i, str(values[i]), "mutated_sequence disagrees with the mutant applied to the wild type"))
-                sequences[i] = None
-        errors.sort()
-    return sequences, errors
-
-
-def _raise_first(errors, frame: pd.DataFrame, library: _Library, applier: mut.MutantApplier) -> None:
-    row, token, reason = errors[0]
-    hint = ""
-    if not library.is_sequence and _is_numbering_error(reason):
-        fit = mut.suggest_offset(applier.wt, frame[library.column].tolist(), applier.notation)
-        if fit is not None and fit != applier.offset:
-            hint = f"; the wild-type letters all match with --offset {fit}"
-    context = "" if library.is_sequence else f" [notation {applier.notation}, offset {applier.offset}]"
-    raise InputError(f"{library.where(int(frame.index[row]))}: {'sequence' if library.is_sequence else 'mutant'} "
-                     f"{token[:60]!r}: {reason}{context}{hint} (use --skip-invalid to set such rows aside)")
-
-
 def rejects_path(out: str | Path) -> Path:
     """``scores.parquet`` -> ``scores.rejects.csv`` (next to the output)."""
     out = Path(out)
@@ -284,78 +203,10 @@ def _resolve_reference(loaded, wt) -> str:
     return wild_type
 
 
-def _library_offset(offset: int | None, notation: str, wild_type: str, library, loaded) -> int:
-    """The numbering of the library's mutants: ``--offset``, else the notation's own.
-
-    ProteinGym and ESM count from 1; nn4dms counts from 0 plus the data set's ``wt_offset``: the one next to
-    the library (nn4dms layout), else the checkpoint's when it was trained on nn4dms strings of this wild
-    type. How the training table was numbered never carries over to another notation.
-    """
-    if offset is not None or notation != "nn4dms":
-        return mut.resolve_notation(notation, offset)[1]
-    located = locate_nn4dms_wild_type(library) if library is not None else None
-    if located is not None and located[0] == wild_type:
-        return located[1]
-    hp = loaded.hparams
-    if hp.get("notation") == "nn4dms" and hp.get("wild_type") == wild_type and hp.get("offset") is not None:
-        return int(hp["offset"])
-    return mut.DEFAULT_OFFSETS["nn4dms"]
-
-
-def _choose_applier(mutants: list, notation: str, offset: int | None, wild_type: str, library, loaded,
-                    name: str) -> mut.MutantApplier:
-    """The reading of the library's mutant strings: its notation and that notation's numbering.
-
-    ``auto`` detects the notation from the strings. Single substitutions without separators (``A126G``)
-    may be ESM (1-based) or nn4dms (0-based + wt_offset): without ``--offset``, both readings are tried on
-    the first chunk and the one whose wild-type letters agree best is kept (ties: 1-based).
-    """
-    if notation == "auto":
-        try:
-            notation = mut.detect_notation(mutants)
-        except InputError as exc:
-            raise InputError(f"{name}: {exc}") from None
-        ambiguous = notation == "esm" and offset is None
-        candidates = [mut.applier(wild_type, notation, _library_offset(offset, notation, wild_type, library, loaded))]
-        if ambiguous:
-            nn4dms = _library_offset(None, "nn4dms", wild_type, library, loaded)
-            if nn4dms != candidates[0].offset:
-                candidates.append(mut.applier(wild_type, "nn4dms", nn4dms))
-        return min(candidates, key=lambda candidate: _mismatches(candidate, mutants))
-    return mut.applier(wild_type, notation, _library_offset(offset, notation, wild_type, library, loaded))
-
-
-def _mismatches(applier: mut.MutantApplier, mutants: list) -> int:
-    """Rows whose wild-type letters or positions disagree with the wild type under this reading."""
-    return sum(_is_numbering_error(reason) for _, _, reason in applier.apply_many(mutants)[1])
-
-
-def _is_numbering_error(reason: str) -> bool:
-    return "wild-type letter" in reason or "beyond" in reason or "before the first" in reason
-
-
-def _check_agreement(mismatched: int, examined: int, name: str, applier: mut.MutantApplier, sample: list) -> None:
-    """Refuse a library whose mutants disagree with the wild type in more than :data:`MAX_MISMATCH` of rows.
-
-    Raises:
-        InputError: naming the offset at which the letters fit, or saying the library looks like another protein.
-    """
-    if examined == 0 or mismatched <= MAX_MISMATCH * examined:
-        return
-    share = f"{mismatched:,} of {examined:,} rows ({mismatched / examined:.1%})"
-    fit = mut.suggest_offset(applier.wt, sample, applier.notation)
-    if fit is not None and fit != applier.offset:
-        why = f"the wild-type letters match with --offset {fit} (read as notation {applier.notation}, offset {applier.offset})"
-    else:
-        why = ("no offset makes them match: the library looks like another protein than the wild type "
-               "(check --wt)")
-    raise InputError(f"{name}: {share} name a wild-type letter or position that disagrees with the wild type; "
-                     f"{why}. Nothing was scored")
-
-
 def score_library(checkpoint: str | Path, library: str | Path | None, out: str | Path, *, wt: str | Path | None = None,
                   offset: int | None = None, notation: str = "auto", saturation: bool = False,
                   combinatorial: str | None = None, skip_invalid: bool = False, mutant_column: str | None = None,
+                  sequence_column: str | None = None,
                   batch_size: int = 512, chunk_size: int = 100_000, device: str = "cpu", devices: int = 1,
                   output_column: str = FITNESS, progress: bool | None = False, tokens_per_batch: int | None = None,
                   precision: str | None = None, max_variants: int = MAX_VARIANTS,
@@ -365,11 +216,14 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     Args:
         wt: FASTA path or sequence; None = the wild type stored in the checkpoint.
         offset: number of the wild type's first residue in the mutant strings (generated libraries are
-            numbered from it); None = the notation's own numbering (see :func:`_library_offset`): 1 for
+            numbered from it); None = the notation's own numbering (see :func:`library_offset`): 1 for
             ProteinGym, ESM and generated libraries, the data set's ``wt_offset`` for nn4dms.
         notation: ``auto`` (decided on the first chunk), ``proteingym``, ``nn4dms`` or ``esm``.
-        skip_invalid: write invalid rows to :func:`rejects_path` (``row, token, reason``; row = 0-based
-            data row) instead of failing on the first one.
+        skip_invalid: write invalid rows to :func:`rejects_path` (``row, variant, token, reason``; row = 0-based
+            data row; see :mod:`protlc.dms.rejects`) instead of failing on the first one.
+        mutant_column, sequence_column: the library's mutant column (default: the first of
+            ``mutant``, ``variant``, ``mutation(s)``) and full-sequence column (default ``mutated_sequence``);
+            with both, each sequence must equal its mutant applied to the wild type.
         tokens_per_batch, precision: as in :func:`protlc.predict.predict` (None: token batches on CUDA,
             the checkpoint's training precision).
         max_variants: the most variants a ``combinatorial`` library may have (refused beyond, before any work).
@@ -378,7 +232,7 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     Raises:
         CheckpointError: not a fitness checkpoint (e.g. a family classifier).
         InputError: unreadable or empty library, bad mutant (file, row, token and reason), bad sequence,
-            or more than :data:`MAX_MISMATCH` of rows disagreeing with the wild type (wrong numbering or
+            or more than :data:`protlc.dms.library.MAX_MISMATCH` of rows disagreeing with the wild type (wrong numbering or
             another protein; even with ``skip_invalid``).
         ConfigError: bad options (library sources, batch sizes, devices, output column), or a combinatorial
             library of more than ``max_variants`` variants.
@@ -398,8 +252,8 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     generated = saturation or combinatorial is not None
     if generated:
         notation, offset = mut.resolve_notation("proteingym", offset)
-    source = _open_library(library, saturation, combinatorial, wild_type, offset, chunk_size, mutant_column,
-                           max_variants)
+    source = open_library(library, saturation, combinatorial, wild_type, offset, chunk_size, mutant_column,
+                          sequence_column, max_variants)
     if generated and announce is not None:
         announce(f"scoring {source.total:,} variants of the {source.name}")
     first = next(source.chunks)
@@ -410,9 +264,9 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
         applier = mut.applier(wild_type, *mut.resolve_notation("proteingym" if notation == "auto" else notation, offset))
     else:  # a wrong numbering or another protein is refused here, before anything is written
         mutants = first[source.column].tolist()
-        applier = _choose_applier(mutants, notation, offset, wild_type, None if generated else library, loaded,
+        applier = choose_applier(mutants, notation, offset, wild_type, None if generated else library, loaded,
                                   source.name)
-        _check_agreement(_mismatches(applier, mutants), len(first), source.name, applier, mutants)
+        check_agreement(mismatches(applier, mutants), len(first), source.name, applier, mutants)
     labels = [lab.get("family_id", str(lab)) if isinstance(lab, dict) else str(lab) for lab in loaded.labels]
 
     submit, pool = _prediction_backend(checkpoint, loaded.model, device, devices, batch_size, tokens_per_batch,
@@ -420,7 +274,7 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
     counts = {"rows": 0, "scored": 0, "rejected": 0, "unique": 0, "mismatched": 0}
     rejects_file = rejects_path(out) if skip_invalid else None
 
-    def write(job, writer) -> None:
+    def write(job, writer, bar) -> None:
         frame, codes, pending = job
         outputs = pending.get()[codes]
         frame[output_column] = outputs[:, 0]
@@ -431,38 +285,37 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
         bar.update(len(frame))
 
     try:
-        rejects_context = ChunkWriter(rejects_file) if rejects_file else contextlib.nullcontext()
+        rejects_context = RejectWriter(rejects_file) if rejects_file else contextlib.nullcontext()
         with progress_bar(progress, total=source.total, desc="score", unit="variant") as bar, \
                 ChunkWriter(out) as writer, rejects_context as reject_writer:
             in_flight: deque = deque()
             for frame in source.chunks:
                 counts["rows"] += len(frame)
-                sequences, errors = _check_chunk(frame, source, applier, loaded.model.fixed_length)
+                sequences, errors = check_chunk(frame, source, applier, loaded.model.fixed_length)
                 if errors and not skip_invalid:
-                    _raise_first(errors, frame, source, applier)
-                counts["mismatched"] += sum(_is_numbering_error(reason) for _, _, reason in errors)
+                    raise_first(errors, frame, source, applier)
+                counts["mismatched"] += sum(is_numbering_error(reason) for _, _, reason in errors)
                 if errors:
-                    reject_writer.write(pd.DataFrame([(int(frame.index[r]), t, why) for r, t, why in errors],
-                                                     columns=list(REJECT_COLUMNS)))
+                    variants = frame[source.column]
+                    reject_writer.write([Reject(int(frame.index[r]), str(variants.iloc[r]), t, why)
+                                         for r, t, why in errors])
                     bar.update(len(errors))
-                    keep = np.array([s is not None for s in sequences])
+                    keep = np.ones(len(frame), dtype=bool)
+                    keep[[r for r, _, _ in errors]] = False
                     frame = frame[keep]
-                    sequences = [s for s in sequences if s is not None]
-                codes, uniques = pd.factorize(pd.Series(sequences, dtype=object))
+                codes, uniques = distinct(sequences)
                 counts["scored"] += len(frame)
                 counts["rejected"] += len(errors)
                 counts["unique"] += len(uniques)
-                in_flight.append((frame.reset_index(drop=True), codes, submit(list(uniques))))
+                in_flight.append((frame.reset_index(drop=True), codes, submit(uniques)))
                 while len(in_flight) > (IN_FLIGHT_PER_WORKER * devices if pool is not None else 0):
-                    write(in_flight.popleft(), writer)
+                    write(in_flight.popleft(), writer, bar)
             while in_flight:
-                write(in_flight.popleft(), writer)
-            _check_agreement(counts["mismatched"], counts["rows"], source.name, applier, [])
+                write(in_flight.popleft(), writer, bar)
+            check_agreement(counts["mismatched"], counts["rows"], source.name, applier, [])
             if counts["rows"] and not counts["scored"]:
                 raise InputError(f"{source.name}: none of its {counts['rows']:,} rows could be scored (see the "
                                  "reasons without --skip-invalid); nothing was written")
-            if reject_writer is not None and reject_writer.rows == 0:
-                reject_writer.write(pd.DataFrame(columns=list(REJECT_COLUMNS)))
     finally:
         if pool is not None:
             pool.terminate()

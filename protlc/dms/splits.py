@@ -40,7 +40,8 @@ class Split:
         return {name: getattr(self, name) for name in PART_NAMES}
 
 
-def _finish(train, tune, test, what: str, error: type[Exception] = ConfigError) -> Split:
+def finish_split(train, tune, test, what: str, error: type[Exception] = ConfigError) -> Split:
+    """The split of these row indices (sorted int64); ``error`` names ``what`` when a part is empty."""
     split = Split(*(np.sort(np.asarray(part, dtype=np.int64)) for part in (train, tune, test)))
     empty = [name for name, size in split.sizes().items() if size == 0]
     if empty:
@@ -82,7 +83,7 @@ def published_split(index_dir: str | Path, n_rows: int | None = None) -> Split:
         if len(shared):
             raise InputError(f"{index_dir}: row {int(shared[0])} is in both {NN4DMS_FILES[a]} and {NN4DMS_FILES[b]} "
                              f"({len(shared)} shared rows)")
-    return _finish(parts["train"], parts["tune"], parts["test"], str(index_dir), InputError)
+    return finish_split(parts["train"], parts["tune"], parts["test"], str(index_dir), InputError)
 
 
 def _split_pool(pool: np.ndarray, tune_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +110,7 @@ def random_split(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS,
     order = np.random.default_rng(seed).permutation(n)
     n_test = int(round(fractions[2] * n))
     n_tune = int(round(fractions[1] * n))
-    return _finish(order[n_test + n_tune:], order[n_test:n_test + n_tune], order[:n_test], f"random split of {n} rows")
+    return finish_split(order[n_test + n_tune:], order[n_test:n_test + n_tune], order[:n_test], f"random split of {n} rows")
 
 
 def mutational_split(num_mutations: Sequence[int], k: int, seed: int | np.random.Generator = 0,
@@ -124,7 +125,7 @@ def mutational_split(num_mutations: Sequence[int], k: int, seed: int | np.random
     counts = np.asarray(num_mutations)
     pool = np.flatnonzero(counts <= k)
     train, tune = _split_pool(pool, tune_fraction, np.random.default_rng(seed))
-    return _finish(train, tune, np.flatnonzero(counts > k), f"mutational split at k={k}")
+    return finish_split(train, tune, np.flatnonzero(counts > k), f"mutational split at k={k}")
 
 
 def positional_split(positions_per_variant: Sequence[Sequence[int]], seed: int | np.random.Generator = 0,
@@ -148,5 +149,5 @@ def positional_split(positions_per_variant: Sequence[Sequence[int]], seed: int |
     touches = np.zeros(len(lengths), dtype=bool)
     touches[owner[np.isin(flat, held)]] = True
     train, tune = _split_pool(np.flatnonzero(~touches), tune_fraction, rng)
-    return _finish(train, tune, np.flatnonzero(touches),
+    return finish_split(train, tune, np.flatnonzero(touches),
                    f"positional split holding out {n_held} of {len(mutated)} positions")

@@ -4,8 +4,9 @@ Canonical columns (constants below): ``mutant`` (the original string; derived in
 the table only has sequences), ``mutated_sequence``, ``num_mutations`` (residues that differ from the
 wild type), ``positions`` (tuple of their 0-based indices), ``score`` (float; absent for libraries
 loaded with ``require_score=False``). Rows keep their input order and index ``0..n-1``, which is the
-numbering of nn4dms split files. ``DataFrame.attrs`` records ``wild_type``, ``notation``, ``offset``
-and ``source``.
+numbering of nn4dms split files (with ``skip_invalid``, the input row numbers of the rows kept).
+``DataFrame.attrs`` records ``wild_type``, ``notation``, ``offset``, ``source``, ``rows`` (data rows of
+the file) and ``rejects`` (the rows left out).
 
 nn4dms tables number residues 0-based plus the data set's ``wt_offset`` (Pab1: 126). Three easy ways:
 ``--offset 126`` with any ``--wt``; or leave out ``--wt`` for a table kept in the nn4dms layout
@@ -35,6 +36,7 @@ from protlc.dms.mutations import (
     resolve_notation,
     suggest_offset,
 )
+from protlc.dms.rejects import Reject
 from protlc.errors import InputError
 
 MUTANT = "mutant"
@@ -48,6 +50,7 @@ MUTANT_COLUMN_CANDIDATES = ("mutant", "variant", "mutation", "mutations")
 SEQUENCE_COLUMN_CANDIDATES = ("mutated_sequence",)
 SCORE_COLUMN_CANDIDATES = ("score", "DMS_score", "fitness")
 NN4DMS_WT_TABLE = "wt_sequences.tsv"
+SKIP_HINT = " (use --skip-invalid to set such rows aside)"
 _ALLOWED_BYTES = np.zeros(256, dtype=bool)
 _ALLOWED_BYTES[[ord(c) for c in WILD_TYPE_LETTERS | MUTANT_LETTERS]] = True
 
@@ -158,20 +161,25 @@ def sequence_matrix(sequences: list[str], length: int) -> np.ndarray:
     return np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8).reshape(len(sequences), length)
 
 
-def _check_sequences(sequences: list, wt: str, path: Path) -> None:
+def _sequence_problems(sequences: list, wt: str, column: str, stop_at_first: bool = False) -> list[Reject]:
+    """A reject (row, sequence, sequence, reason) per full sequence of the wrong length or with a letter
+    outside the alphabet (the standard amino acids, the ambiguity letters of the wild type, ``*``)."""
+    problems: list[Reject] = []
     for row, seq in enumerate(sequences):
         if not isinstance(seq, str) or len(seq) != len(wt):
             size = len(seq) if isinstance(seq, str) else 0
-            raise InputError(f"{row_location(path, row)}: mutated_sequence has length {size} but the wild type has "
-                             f"{len(wt)}; only substitution variants are supported")
-    if not sequences:
-        return
-    matrix = np.frombuffer("".join(sequences).encode("ascii", "replace"), dtype=np.uint8).reshape(len(sequences), len(wt))
-    bad = np.argwhere(~_ALLOWED_BYTES[matrix])
-    if len(bad):
-        row, col = bad[0]
-        raise InputError(f"{row_location(path, int(row))}: mutated_sequence has an invalid residue "
-                         f"{chr(matrix[row, col])!r} at position {col + 1}")
+            problems.append(Reject(row, str(seq), str(seq)[:60], f"{column} has length {size} but the wild type has "
+                                   f"{len(wt)}; only substitution variants are supported"))
+            continue
+        encoded = np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)
+        bad = np.flatnonzero(~_ALLOWED_BYTES[encoded]) if len(encoded) == len(wt) else np.array([0])
+        if len(bad):
+            col = int(bad[0])
+            problems.append(Reject(row, seq, seq[:60], f"{column} has an invalid residue {seq[col]!r} at position "
+                                                       f"{col + 1}"))
+        if problems and stop_at_first:
+            break
+    return problems
 
 
 def _mutation_columns(sequences: list[str], wt: str) -> tuple[np.ndarray, list[tuple[int, ...]]]:
@@ -182,9 +190,12 @@ def _mutation_columns(sequences: list[str], wt: str) -> tuple[np.ndarray, list[t
     return counts.astype(np.int64), positions
 
 
-def _apply_or_raise(mutants: list, wt: str, notation: str, offset: int, path: Path) -> list[str]:
-    sequences, errors = apply_many(wt, mutants, notation, offset, stop_at_first_error=True)
-    if errors:
+def _mutant_problems(mutants: list, wt: str, notation: str, offset: int, path: Path, skip_invalid: bool
+                     ) -> tuple[list, list[Reject]]:
+    """Mutated sequences (None for a bad row) and a reject per bad mutant; without ``skip_invalid`` the first
+    bad mutant is raised, with the ``--offset`` at which the wild-type letters would all match."""
+    sequences, errors = apply_many(wt, mutants, notation, offset, stop_at_first_error=not skip_invalid)
+    if errors and not skip_invalid:
         row, token, message = errors[0]
         hint = ""
         if "wild-type letter" in message or "beyond" in message or "before the first" in message:
@@ -192,13 +203,14 @@ def _apply_or_raise(mutants: list, wt: str, notation: str, offset: int, path: Pa
             if fit is not None and fit != offset:
                 hint = f"; the wild-type letters all match with --offset {fit}"
         raise InputError(f"{row_location(path, row)}: mutant {token!r}: {message} "
-                         f"[notation {notation}, offset {offset}]{hint}")
-    return sequences
+                         f"[notation {notation}, offset {offset}]{hint}{SKIP_HINT}")
+    return sequences, [Reject(row, str(mutants[row]), token, message) for row, token, message in errors]
 
 
 def load_dms_table(path: str | Path, wt: str | Path | None = None, notation: str = "auto",
                    offset: int | None = None, score_column: str | None = None,
-                   mutant_column: str | None = None, require_score: bool = True) -> pd.DataFrame:
+                   mutant_column: str | None = None, require_score: bool = True,
+                   sequence_column: str | None = None, skip_invalid: bool = False) -> pd.DataFrame:
     """Read a DMS table and return the canonical DataFrame described in the module docstring.
 
     Args:
@@ -208,11 +220,18 @@ def load_dms_table(path: str | Path, wt: str | Path | None = None, notation: str
             (for nn4dms, the layout's ``wt_offset`` when the wild type matches it).
         score_column: None picks the first of ``score``, ``DMS_score``, ``fitness``.
         mutant_column: None picks the first of ``mutant``, ``variant``, ``mutation``, ``mutations``;
-            without one, a ``mutated_sequence`` column is required.
+            without one, a full-sequence column is required.
+        sequence_column: the column of full variant sequences (MAVE-NN ``x``, FLIP ``sequence``); None picks
+            ``mutated_sequence`` if there is one. With a mutant column too, each sequence must equal its
+            mutant applied to the wild type.
+        skip_invalid: drop bad rows (bad mutant or sequence, disagreeing sequence, missing or non-finite
+            score) instead of failing on the first; the frame keeps the input row numbers as its index and
+            ``attrs["rejects"]`` lists a :class:`~protlc.dms.rejects.Reject` per dropped row.
 
     Raises:
         InputError: unreadable or empty table, missing columns, a bad mutant (file, row and token), a
-            mutated_sequence that disagrees with its mutant or the wild-type length, a non-numeric score.
+            sequence that disagrees with its mutant, has the wrong length or a letter outside the
+            alphabet, a non-numeric score (without ``skip_invalid``); no valid row (with it).
     """
     path = Path(path)
     located = locate_nn4dms_wild_type(path)
@@ -226,10 +245,12 @@ def load_dms_table(path: str | Path, wt: str | Path | None = None, notation: str
     if table.empty:
         raise InputError(f"{path}: the table has no rows")
     mutant_col = _pick(table.columns, mutant_column, MUTANT_COLUMN_CANDIDATES, "mutant", path, required=False)
-    sequence_col = _pick(table.columns, None, SEQUENCE_COLUMN_CANDIDATES, "sequence", path, required=False)
+    sequence_col = _pick(table.columns, sequence_column, SEQUENCE_COLUMN_CANDIDATES, "sequence", path,
+                         required=False)
     if mutant_col is None and sequence_col is None:
         raise InputError(f"{path}: no mutant column ({', '.join(MUTANT_COLUMN_CANDIDATES)}) and no mutated_sequence "
-                         f"column (columns: {', '.join(map(str, table.columns))}); name it with --mutant-column")
+                         f"column (columns: {', '.join(map(str, table.columns))}); name it with --mutant-column "
+                         "or --sequence-column")
     score_col = _pick(table.columns, score_column, SCORE_COLUMN_CANDIDATES, "score", path, required=require_score)
 
     given_sequences = table[sequence_col].tolist() if sequence_col else None
@@ -243,33 +264,57 @@ def load_dms_table(path: str | Path, wt: str | Path | None = None, notation: str
         if offset is None and notation == "nn4dms" and located is not None and located[0] == wild_type:
             offset = located[1]
         notation, offset = resolve_notation(notation, offset)
-        sequences = _apply_or_raise(mutants, wild_type, notation, offset, path)
+        sequences, rejects = _mutant_problems(mutants, wild_type, notation, offset, path, skip_invalid)
         if given_sequences is not None:
             for row, (ours, theirs) in enumerate(zip(sequences, given_sequences)):
-                if ours != theirs:
-                    raise InputError(f"{row_location(path, row)}: mutated_sequence disagrees with mutant "
-                                     f"{mutants[row]!r} applied to the wild type (wrong --wt or --offset?)")
+                if ours is not None and ours != theirs:
+                    reason = (f"{sequence_col} disagrees with mutant {mutants[row]!r} applied to the wild type "
+                              "(wrong --wt or --offset?)")
+                    if not skip_invalid:
+                        raise InputError(f"{row_location(path, row)}: {reason}{SKIP_HINT}")
+                    rejects.append(Reject(row, str(mutants[row]), str(theirs)[:60], reason))
     else:
         notation, offset = resolve_notation("proteingym" if notation == "auto" else notation, offset)
-        _check_sequences(given_sequences, wild_type, path)
-        sequences = given_sequences
+        sequences = [s.strip() if isinstance(s, str) else s for s in given_sequences]
+        rejects = _sequence_problems(sequences, wild_type, sequence_col, stop_at_first=not skip_invalid)
+        if rejects and not skip_invalid:
+            raise InputError(f"{row_location(path, rejects[0].row)}: {rejects[0].reason}{SKIP_HINT}")
+        mutants = None
+    scores = None
+    if score_col is not None:
+        scores, score_rejects = _scores(table[score_col], path, score_col, mutants or sequences, skip_invalid)
+        rejects += score_rejects
+    rejected = {}
+    for reject in sorted(rejects):  # one reject per row: the first problem found in it
+        rejected.setdefault(reject.row, reject)
+    keep = np.setdiff1d(np.arange(len(table)), np.fromiter(rejected, dtype=np.int64, count=len(rejected)))
+    if not len(keep):
+        raise InputError(f"{path}: none of its {len(table):,} rows is valid (first: {row_location(path, 0)}: "
+                         f"{rejected[0].reason})")
+    sequences = [sequences[i] for i in keep]
     counts, positions = _mutation_columns(sequences, wild_type)
     if mutant_col is None:
         mutants = [format_mutant([Substitution(p, wild_type[p], s[p]) for p in pos], notation, offset)
                    for s, pos in zip(sequences, positions)]
+    else:
+        mutants = [mutants[i] for i in keep]
     frame = pd.DataFrame({MUTANT: mutants, MUTATED_SEQUENCE: sequences, NUM_MUTATIONS: counts,
-                          POSITIONS: positions})
-    if score_col is not None:
-        frame[SCORE] = _scores(table[score_col], path, score_col)
-    frame.attrs.update(wild_type=wild_type, notation=notation, offset=offset, source=str(path))
+                          POSITIONS: positions}, index=pd.Index(keep, dtype=np.int64) if rejected else None)
+    if scores is not None:
+        frame[SCORE] = scores[keep]
+    frame.attrs.update(wild_type=wild_type, notation=notation, offset=offset, source=str(path), rows=len(table),
+                       rejects=list(rejected.values()))
     return frame
 
 
-def _scores(column: pd.Series, path: Path, name: str) -> np.ndarray:
+def _scores(column: pd.Series, path: Path, name: str, variants: list, skip_invalid: bool
+            ) -> tuple[np.ndarray, list[Reject]]:
+    """Scores as float64 and a reject per missing or non-finite one (raised without ``skip_invalid``)."""
     values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(~np.isfinite(values))
-    if len(bad):
+    if len(bad) and not skip_invalid:
         row = int(bad[0])
         raise InputError(f"{row_location(path, row)}: score column {name!r} holds {column.iloc[row]!r}, not a "
-                         f"finite number ({len(bad)} such rows; drop or fill them)")
-    return values
+                         f"finite number ({len(bad)} such rows; drop or fill them, or use --skip-invalid)")
+    return values, [Reject(int(row), str(variants[row]), str(column.iloc[row]),
+                           f"score column {name!r} holds {column.iloc[row]!r}, not a finite number") for row in bad]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from protlc.atomic import atomic_write_text
+from protlc.jsonio import write_json
 from protlc.reproduce.claims import claims_markdown
 from protlc.reproduce.grid import Grid
 from protlc.reproduce.table import METRICS, DATA, noise_table, to_csv, to_markdown
@@ -15,6 +16,11 @@ from protlc.training import plots
 from protlc.metrics import DYNAMICS_CURVES
 
 ECE_METRIC = {"ECE": "ece"}
+
+
+def _percent(value: float | None) -> float | None:
+    """A fraction as a percentage; None (undefined, written as JSON null) stays None."""
+    return None if value is None else 100 * value
 
 
 def _final_metrics(run_dir: Path) -> dict | None:
@@ -108,8 +114,9 @@ def collect(grid: Grid, out: Path, cells, records: list[dict], wall_seconds: flo
         for data in DATA:
             for label, suffix in METRICS.items():
                 values.setdefault((cell.noise.label, label, data, cell.method.label), []).append(
-                    100 * metrics[f"{data}/{suffix}"])
-            ece.setdefault((cell.noise.label, "ECE", data, cell.method.label), []).append(100 * metrics[f"{data}/ece"])
+                    _percent(metrics[f"{data}/{suffix}"]))
+            ece.setdefault((cell.noise.label, "ECE", data, cell.method.label), []).append(
+                _percent(metrics[f"{data}/ece"]))
     noises = [s.label for s in grid.noise]
     rows = noise_table(values, noises, methods)
     ece_rows = noise_table(ece, noises, methods, metrics=ECE_METRIC, lower_is_better=True)
@@ -126,5 +133,5 @@ def collect(grid: Grid, out: Path, cells, records: list[dict], wall_seconds: flo
         "cells_missing": sum(r["status"] == "missing" for r in records),
         "figures": [str(p) for p in figures], "cells": per_cell,
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    write_json(out / "summary.json", summary, indent=1)
     return summary

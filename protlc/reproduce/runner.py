@@ -28,7 +28,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
-from protlc.atomic import atomic_write_text
+from protlc import jsonio
+from protlc.jsonio import write_json
 from protlc.errors import ConfigError, ProtlcError, TrainingInterrupted
 from protlc.reproduce.grid import Grid, Method, NoiseSetting
 
@@ -80,7 +81,7 @@ def check_out_dir(grid: Grid, out: Path) -> None:
     Raises:
         ConfigError: ``OUT`` holds results of a different grid (other data, noise, training or methods).
     """
-    fingerprint = json.loads(json.dumps(grid.fingerprint(), default=str))
+    fingerprint = json.loads(jsonio.dumps(grid.fingerprint(), default=str))
     path = out / "grid.json"
     if path.is_file():
         saved = json.loads(path.read_text())
@@ -90,7 +91,7 @@ def check_out_dir(grid: Grid, out: Path) -> None:
                               f"(see {path}); use a new --out, or delete it to start over")
         return
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(fingerprint, indent=1) + "\n")
+    write_json(path, fingerprint, indent=1)
 
 
 def prepare_all(grid: Grid, out: Path, log: Callable[[str], None]) -> None:
@@ -150,7 +151,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict:
     status = "resumed" if state == "resume" else "trained"
     info = {"status": status, "wall_seconds": time.perf_counter() - started, "threads": torch.get_num_threads()
             if not threads else threads, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    atomic_write_text(cell.run_dir / CELL_FILE, json.dumps(info, indent=1) + "\n")
+    write_json(cell.run_dir / CELL_FILE, info, indent=1)
     return {**record, **info}
 
 

@@ -113,10 +113,11 @@ class ThroughputCallback(pl.Callback):
         self.sequences += len(batch["tokens"])
         self.residues = batch["mask"].sum() + self.residues  # a tensor on the batch's device
 
-    def figures(self) -> dict[str, float]:
-        s = self.seconds or float("nan")
-        return {"time/train_seconds": self.seconds, "time/train_sequences_per_second": self.sequences / s,
-                "time/train_residues_per_second": int(self.residues) / s}
+    def figures(self) -> dict[str, float | None]:
+        """Seconds and rates; a rate is None when no training batch ran (e.g. a finished run resumed)."""
+        s = self.seconds
+        return {"time/train_seconds": s, "time/train_sequences_per_second": self.sequences / s if s else None,
+                "time/train_residues_per_second": int(self.residues) / s if s else None}
 
 
 class ValidationTimer(pl.Callback):

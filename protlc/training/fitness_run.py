@@ -16,7 +16,6 @@ Run directory (docs/method.md §7)::
 from __future__ import annotations
 
 import copy
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -25,13 +24,13 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from scipy.stats import pearsonr, spearmanr
 
 from protlc.alphabet import ALPHABET, STANDARD, STOP
 from protlc.atomic import atomic_path, atomic_write_text
 from protlc.data import store
 from protlc.data.loading import EncodedSequences
 from protlc.dms import splits as dms_splits
+from protlc.dms.rejects import REJECTS_FILE, write_rejects
 from protlc.dms.ridge import OneHotRidge, ridge_baseline
 from protlc.dms.tables import (
     MUTATED_SEQUENCE,
@@ -43,6 +42,8 @@ from protlc.dms.tables import (
 )
 from protlc.errors import CheckpointError, ConfigError
 from protlc.inference import model_outputs
+from protlc.jsonio import write_json
+from protlc.metrics import correlation
 from protlc.model import get_preset
 from protlc.model.checkpoint import load_checkpoint, read_checkpoint
 from protlc.model.fitness import HEAD_DEFAULTS
@@ -72,7 +73,7 @@ ADDITIVE_START_PREFIX = "additive_start/"
 DMS_DEFAULTS: dict = {
     "seed": 0,  # training seed: initial weights, batch order, dropout
     "dms": {"table": None, "wild_type": None, "notation": "auto", "offset": None, "score_column": None,
-            "mutant_column": None, "init": None},
+            "mutant_column": None, "sequence_column": None, "skip_invalid": False, "init": None},
     "split": {"kind": "random", "dir": None, "seed": 0, "fractions": [0.81, 0.09, 0.10], "mutational_k": 1,
               "positional_fraction": 0.2, "tune_fraction": 0.1},
     "model": {"preset": "small", "filters": 32, "dilations": [1, 2]},
@@ -130,7 +131,8 @@ def make_split(frame: pd.DataFrame, split: dict) -> dms_splits.Split:
     if kind == "published":
         if not split.get("dir"):
             raise ConfigError("split kind 'published' needs the directory of train.txt, tune.txt, stest.txt (--splits DIR)")
-        return dms_splits.published_split(split["dir"], len(frame))
+        published = dms_splits.published_split(split["dir"], frame.attrs.get("rows", len(frame)))
+        return _without_rejected(published, frame.index.to_numpy(), frame.attrs.get("rows", len(frame)))
     if kind == "random":
         return dms_splits.random_split(len(frame), split["fractions"], split["seed"])
     if kind == "mutational":
@@ -140,6 +142,20 @@ def make_split(frame: pd.DataFrame, split: dict) -> dms_splits.Split:
         return dms_splits.positional_split(frame[POSITIONS].tolist(), split["seed"], split["positional_fraction"],
                                            split["tune_fraction"])
     raise ConfigError(f"split.kind must be one of {', '.join(SPLIT_KINDS)}, got {kind!r}")
+
+
+def _without_rejected(split: dms_splits.Split, kept_rows: np.ndarray, rows: int) -> dms_splits.Split:
+    """A published split (input row numbers) as positions among the kept rows, rejected rows left out.
+
+    Raises:
+        ConfigError: a part is left empty.
+    """
+    if len(kept_rows) == rows:
+        return split
+    position = np.full(rows, -1, dtype=np.int64)
+    position[kept_rows] = np.arange(len(kept_rows))
+    parts = {name: position[rows_] for name, rows_ in split.parts().items()}
+    return dms_splits.finish_split(*(p[p >= 0] for p in parts.values()), what="published split without rejected rows")
 
 
 def _pfam_classifier(path: str | Path) -> tuple[dict, list, dict]:
@@ -156,19 +172,23 @@ def _pfam_classifier(path: str | Path) -> tuple[dict, list, dict]:
     return dict(loaded.hparams["model_config"]), loaded.labels, loaded.model.state_dict()
 
 
-def _correlations(predicted: np.ndarray, measured: np.ndarray, part: str) -> dict[str, float]:
-    ok = len(measured) > 1 and np.std(predicted) > 0 and np.std(measured) > 0
-    return {f"{part}/pearson": float(pearsonr(predicted, measured)[0]) if ok else float("nan"),
-            f"{part}/spearman": float(spearmanr(predicted, measured)[0]) if ok else float("nan"),
-            f"{part}/mse": float(np.mean((predicted - measured) ** 2))}
+def _correlations(predicted: np.ndarray, measured: np.ndarray, part: str) -> dict[str, float | None]:
+    """Pearson and Spearman (None where undefined, e.g. a constant prediction) and the MSE of one part."""
+    predicted, measured = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    return {f"{part}/pearson": correlation(predicted, measured),
+            f"{part}/spearman": correlation(predicted, measured, "spearman"),
+            f"{part}/mse": float(np.mean((predicted - measured) ** 2)) if len(measured) else None}
 
 
 def resolve_dms_config(config: dict | None, table, *, notation=None, offset=None, score_column=None,
-                       mutant_column=None, splits_dir=None, split=None, init=None, seed=None) -> dict:
+                       mutant_column=None, sequence_column=None, skip_invalid=None, splits_dir=None, split=None,
+                       init=None, seed=None) -> dict:
     """A copy of ``config`` (defaults when None) with the given arguments written into it."""
     config = copy.deepcopy(config if config is not None else load_dms_config())
     given = {"notation": notation, "offset": offset, "score_column": score_column,
-             "mutant_column": mutant_column, "init": None if init is None else str(init)}
+             "mutant_column": mutant_column, "sequence_column": sequence_column,
+             "skip_invalid": None if skip_invalid is None else bool(skip_invalid),
+             "init": None if init is None else str(init)}
     config["dms"].update({k: v for k, v in given.items() if v is not None})
     config["dms"]["table"] = str(table)
     if seed is not None:
@@ -220,7 +240,8 @@ def ridge_effects(model: OneHotRidge, alpha: float) -> tuple[torch.Tensor, float
 
 def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = None, config: dict | None = None,
               *, notation: str | None = None, offset: int | None = None, score_column: str | None = None,
-              mutant_column: str | None = None, splits_dir: str | Path | None = None, split: str | None = None,
+              mutant_column: str | None = None, sequence_column: str | None = None, skip_invalid: bool | None = None,
+              splits_dir: str | Path | None = None, split: str | None = None,
               init: str | Path | None = None, seed: int | None = None, resume: bool = False,
               extra_callbacks: Sequence[pl.Callback] = ()) -> dict | None:
     """Train a fitness head on a DMS table and report it next to the ridge baseline of the same split.
@@ -238,14 +259,15 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     """
     with RunLock(out_dir, enabled=pl.utilities.rank_zero_only.rank == 0) as lock:
         return _train_dms(table, out_dir, wt, config, notation=notation, offset=offset, score_column=score_column,
-                          mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed,
-                          resume=resume, extra_callbacks=extra_callbacks, lock=lock)
+                          mutant_column=mutant_column, sequence_column=sequence_column, skip_invalid=skip_invalid,
+                          splits_dir=splits_dir, split=split, init=init, seed=seed, resume=resume, extra_callbacks=extra_callbacks, lock=lock)
 
 
-def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mutant_column, splits_dir, split, init,
-               seed, resume, extra_callbacks, lock: RunLock) -> dict | None:
+def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mutant_column, sequence_column,
+               skip_invalid, splits_dir, split, init, seed, resume, extra_callbacks, lock: RunLock) -> dict | None:
     config = resolve_dms_config(config, table, notation=notation, offset=offset, score_column=score_column,
-                                mutant_column=mutant_column, splits_dir=splits_dir, split=split, init=init, seed=seed)
+                                mutant_column=mutant_column, sequence_column=sequence_column,
+                                skip_invalid=skip_invalid, splits_dir=splits_dir, split=split, init=init, seed=seed)
     out = Path(out_dir)
     last = check_run_dir(out, resume)
     resumed = read_resume_checkpoint(last, "fitness") if last is not None else None
@@ -254,7 +276,8 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
     mode = check_monitor(stopping["monitor"])
     dms = config["dms"]
     frame = load_dms_table(table, wt if wt is not None else dms["wild_type"], dms["notation"], dms["offset"],
-                           dms["score_column"], dms["mutant_column"])
+                           dms["score_column"], dms["mutant_column"], sequence_column=dms["sequence_column"],
+                           skip_invalid=bool(dms["skip_invalid"]))
     wild_type = frame.attrs["wild_type"]
     dms.update(wild_type=wild_type, notation=frame.attrs["notation"], offset=int(frame.attrs["offset"]))
     data_sha256 = store.fingerprint(table)
@@ -287,6 +310,8 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
     out.mkdir(parents=True, exist_ok=True)
     lock_new_run_dir(out, lock, last)
     atomic_write_text(out / "config.yaml", dump_config(config))
+    if dms["skip_invalid"]:
+        write_rejects(out / REJECTS_FILE, frame.attrs["rejects"])
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seed it for this run only
         torch.manual_seed(int(config["seed"]))
@@ -314,10 +339,10 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
         "epochs": epochs, "best_epoch": _best_epoch(out, stopping["monitor"], mode),
         "time/seconds_per_epoch": fit_seconds / max(1, epochs),
         "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "transfer": bool(dms["init"]), **{f"split/{p}": len(parts[p]) for p in PARTS}, **throughput.figures(),
+        "transfer": bool(dms["init"]), "rejected_rows": len(frame.attrs["rejects"]), **{f"split/{p}": len(parts[p]) for p in PARTS}, **throughput.figures(),
     })
-    atomic_write_text(out / "final_metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    test = pd.DataFrame({"row": parts["test"], "measured": scores[parts["test"]],
+    write_json(out / "final_metrics.json", metrics, sort_keys=True)
+    test = pd.DataFrame({"row": frame.index.to_numpy()[parts["test"]], "measured": scores[parts["test"]],
                          "predicted": predictions["test"], "ridge": ridge.test_predictions})
     with atomic_path(out / "test_predictions.csv") as tmp:
         test.to_csv(tmp, index=False)
@@ -338,6 +363,10 @@ def _best_epoch(out: Path, monitor: str, mode: str) -> int | None:
     return int(rows.loc[best, "epoch"])
 
 
+def _figure(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
 def write_fitness_plots(out: Path, test: pd.DataFrame, metrics: dict) -> None:
     """``plots/test_scatter.png`` (head and ridge vs measured) and ``plots/tune_curve.png``."""
     import matplotlib.pyplot as plt
@@ -348,8 +377,8 @@ def write_fitness_plots(out: Path, test: pd.DataFrame, metrics: dict) -> None:
         ax.scatter(test["measured"], test[column], s=3, alpha=0.35, linewidths=0)
         low, high = test["measured"].min(), test["measured"].max()
         ax.plot([low, high], [low, high], color="grey", lw=0.8)
-        ax.set_title(f"{name}: Pearson {metrics[key + '/pearson']:.3f}, Spearman {metrics[key + '/spearman']:.3f}",
-                     fontsize=9)
+        ax.set_title(f"{name}: Pearson {_figure(metrics[key + '/pearson'])}, "
+                     f"Spearman {_figure(metrics[key + '/spearman'])}", fontsize=9)
         ax.set_xlabel("measured score (test split)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("predicted score")

@@ -13,7 +13,6 @@ Layout (docs/method.md §7)::
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
@@ -28,6 +27,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from protlc import columns as col
 from protlc.atomic import atomic_write_text
+from protlc.jsonio import write_json
 from protlc.calibration import write_calibration
 from protlc.data import store
 from protlc.data.loading import EncodedSequences
@@ -260,7 +260,7 @@ def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: b
     metrics.update(phase_times(started - entered, fit_seconds, validation.seconds,
                                dynamics.seconds if dynamics is not None else 0.0, final_seconds,
                                time.perf_counter() - plotted, time.perf_counter() - entered))
-    atomic_write_text(out / "final_metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json(out / "final_metrics.json", metrics, sort_keys=True)
     return metrics
 
 
