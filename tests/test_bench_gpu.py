@@ -37,9 +37,14 @@ def test_gpu_table_from_records(monkeypatch):
          "mfu_padded": 0.38, "padding_fraction": 0.21, "mfu_datasheet": 0.23, "recompiled_while_timed": 0,
          "peak_memory_gib": 3.0},
         {**run, "part": "predict", "sequences": 60_000, "sequences_per_second": 21_000.0, "wall_seconds": 2.9},
+        {**run, "git_commit": "def5678", "note": "probe", "part": "step", "preset": "paper", "mode": "eager",
+         "tokens_per_batch": 65536, "residues_per_second": 5e5, "sequences_per_second": 5000.0,
+         "seconds_per_step": 0.09, "mfu": 0.13, "mfu_padded": 0.17, "padding_fraction": 0.2,
+         "recompiled_while_timed": 0, "peak_memory_gib": 8.0},  # a second probe of the same lease
     ]
     text = table.gpu_section(records)
-    assert text.startswith("NVIDIA H200, torch 2.13.0 (CUDA 12.8), commit abc1234, 2027-01-02")
+    assert text.startswith("NVIDIA H200, torch 2.13.0 (CUDA 12.8), commits abc1234, def5678, 2027-01-02")
+    assert "65,536 tokens/batch (probe, def5678)" in text and "MFU 13.0%" in text
     assert "760 TFLOP/s (datasheet 989)" in text and "MFU 30.0% of the matmul peak" in text
     assert "21,000 seq/s" in text and "1 seq/s" not in text
     assert "not measured" in table.gpu_section([]) and "see GPU below" not in table.score_section(records)
