@@ -13,3 +13,4 @@ CROP_END = "crop_end"  # exclusive end of the kept window
 LENGTH = "length"
 
 SPLITS = ("train", "dev", "test")
+NOVEL = "novel"  # optional split: domains of families held out of train/dev/test (label -1)

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "protlc"
 # Lower layers never import higher ones; within one layer, only modules of the same package import each other.
 LAYERS = (
     ("protlc", "protlc.errors", "protlc.columns", "protlc.validate", "protlc.atomic", "protlc.alphabet"),
-    ("protlc.data", "protlc.losses", "protlc.metrics", "protlc.calibration"),
+    ("protlc.data", "protlc.losses", "protlc.metrics", "protlc.calibration", "protlc.unknown"),
     ("protlc.model", "protlc.dms.mutations", "protlc.dms.tables", "protlc.dms.splits", "protlc.dms.ridge"),
     ("protlc.inference",),
     ("protlc.predict", "protlc.audit", "protlc.dms.scoring", "protlc.training"),

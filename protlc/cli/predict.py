@@ -16,13 +16,17 @@ from protlc.cli.options import inference_options
               help="Output table: .csv, .tsv or .parquet (written atomically).")
 @click.option("--top-k", type=int, default=3, show_default=True, help="Families (with probabilities) per row.")
 @click.option("--unknown-threshold", type=float, default=None,
-              help="Flag a sequence as unknown when its top probability is below this "
+              help="Flag a sequence as unknown when its unknown score is below this "
                    "[default: calibrated on the dev split, RUN_DIR/calibration.json].")
+@click.option("--unknown-score", type=click.Choice(("auto", "max_p", "entropy", "energy")), default="auto",
+              show_default=True,
+              help="max_p: top probability; entropy: 1 - H(p)/log C; energy: logsumexp of the logits; auto: the score "
+                   "the run chose on dev when its dataset had novel families, else max_p.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-length", type=int, default=10_000, show_default=True, help="Reject longer sequences.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 @inference_options
-def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, batch_size, max_length, device,
+def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, unknown_score, batch_size, max_length, device,
                     tokens_per_batch, precision):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
     from protlc.cli.signals import terminate_cleanly
@@ -31,5 +35,7 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
     with terminate_cleanly():
         s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
                     batch_size=batch_size, device=device, max_length=max_length, progress=True,
-                    tokens_per_batch=tokens_per_batch, precision=precision)
-    click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at top probability < {s.threshold:.3f})")
+                    tokens_per_batch=tokens_per_batch, precision=precision,
+                    unknown_score=None if unknown_score == "auto" else unknown_score)
+    what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits"}[s.score]
+    click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at {what} < {s.threshold:.3f})")
