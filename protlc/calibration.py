@@ -1,8 +1,10 @@
 """The "unknown" threshold: calibrated on the dev split at the end of ``protlc train``, read by ``predict``.
 
-A sequence is flagged unknown when its top probability is below the threshold; the default is the 1st
-percentile of the dev sequences' top probability, so that 99% of in-distribution sequences pass. It is
-stored in ``RUN_DIR/calibration.json`` next to the checkpoints.
+A sequence is flagged unknown when its unknown score (:mod:`protlc.unknown`: max p by default) is below
+the threshold: the 1st percentile of the dev sequences' score, so that 99% of in-distribution sequences
+pass. ``RUN_DIR/calibration.json`` holds ``unknown_threshold`` (always the max-p threshold, as before),
+``thresholds`` (every score's), and ``unknown_score``: the score the run chose on its dev data when the
+dataset had novel families (else max p). A file without ``unknown_score`` (older runs) means max p.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from protlc.errors import CheckpointError
 from protlc.jsonio import write_json
+from protlc.unknown import DEFAULT_SCORE, SCORES, UNKNOWN_QUANTILE, score, threshold
 
 CALIBRATION_FILE = "calibration.json"
-UNKNOWN_QUANTILE = 0.01
 
 
 def calibrate_unknown_threshold(dev_probs: np.ndarray, quantile: float = UNKNOWN_QUANTILE) -> float:
@@ -23,16 +26,39 @@ def calibrate_unknown_threshold(dev_probs: np.ndarray, quantile: float = UNKNOWN
     return float(np.quantile(dev_probs.max(axis=1), quantile))
 
 
-def write_calibration(run_dir: Path, dev_probs: np.ndarray) -> float:
-    threshold = calibrate_unknown_threshold(dev_probs)
-    write_json(run_dir / CALIBRATION_FILE, {"unknown_threshold": threshold, "quantile": UNKNOWN_QUANTILE,
-                                          "split": "dev", "dev_sequences": int(len(dev_probs))})
-    return threshold
+def write_calibration(run_dir: Path, dev_logits: np.ndarray, unknown_score: str = DEFAULT_SCORE) -> float:
+    """Write ``calibration.json`` from the dev split's logits; returns the threshold of ``unknown_score``."""
+    thresholds = {name: threshold(score(dev_logits, name)) for name in SCORES}
+    write_json(run_dir / CALIBRATION_FILE,
+               {"unknown_threshold": thresholds[DEFAULT_SCORE], "unknown_score": unknown_score, "thresholds": thresholds,
+                "quantile": UNKNOWN_QUANTILE, "split": "dev", "dev_sequences": int(len(dev_logits))})
+    return thresholds[unknown_score]
+
+
+def find_calibration(checkpoint: Path) -> tuple[str, dict[str, float]] | None:
+    """``(unknown_score, {score: threshold})`` saved next to a run's checkpoints (RUN_DIR/calibration.json),
+    if any; an older file gives ``("max_p", {"max_p": unknown_threshold})``.
+
+    Raises:
+        CheckpointError: the file is not valid JSON or lacks the threshold.
+    """
+    for candidate in (checkpoint.parent / CALIBRATION_FILE, checkpoint.parent.parent / CALIBRATION_FILE):
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text())
+                thresholds = {k: float(v) for k, v in data.get("thresholds", {}).items()}
+                thresholds.setdefault(DEFAULT_SCORE, float(data["unknown_threshold"]))
+                chosen = str(data.get("unknown_score", DEFAULT_SCORE))
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                raise CheckpointError(f"{candidate}: not a calibration file (expected JSON with unknown_threshold); "
+                                      "pass --unknown-threshold or remove it") from None
+            if chosen not in thresholds:
+                raise CheckpointError(f"{candidate}: unknown_score {chosen!r} has no threshold; pass --unknown-threshold")
+            return chosen, thresholds
+    return None
 
 
 def find_calibrated_threshold(checkpoint: Path) -> float | None:
-    """The threshold saved next to a run's checkpoints (RUN_DIR/calibration.json), if any."""
-    for candidate in (checkpoint.parent / CALIBRATION_FILE, checkpoint.parent.parent / CALIBRATION_FILE):
-        if candidate.is_file():
-            return float(json.loads(candidate.read_text())["unknown_threshold"])
-    return None
+    """The max-p threshold saved next to a run's checkpoints (RUN_DIR/calibration.json), if any."""
+    found = find_calibration(checkpoint)
+    return None if found is None else found[1][DEFAULT_SCORE]

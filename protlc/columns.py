@@ -20,3 +20,5 @@ REJECT_VARIANT = "variant"  # the row's mutant string (or full sequence) as writ
 REJECT_TOKEN = "token"  # the part that is wrong: a substitution, a sequence, a score value
 REJECT_REASON = "reason"
 REJECT_COLUMNS = (REJECT_ROW, REJECT_VARIANT, REJECT_TOKEN, REJECT_REASON)
+
+NOVEL = "novel"  # optional split: domains of families held out of train/dev/test (label -1)

@@ -8,10 +8,12 @@ reference (:mod:`protlc.homology`) three more columns follow ``is_unknown``: ``h
 best phmmer hit's family, empty without a hit), ``homology_evalue`` and ``source`` (``homology`` when
 that hit decided the prediction, else ``network``).
 
-Unknown ("know the unknown"): a sequence is flagged when its top probability is below the
-threshold. The default threshold is calibrated on the dev split at the end of ``protlc train``:
-the 1st percentile of the dev sequences' top probability, so that 99% of in-distribution sequences
-pass (``RUN_DIR/calibration.json``).
+Unknown ("know the unknown"): a sequence is flagged when its unknown score (:mod:`protlc.unknown`) is
+below the threshold. The score is the one the run chose on its dev data when it was trained on a dataset
+with novel families (``unknown_score`` in ``RUN_DIR/calibration.json``), else the top probability
+(``max_p``; also for runs of older protlc versions); ``unknown_score`` overrides it. The default
+threshold is calibrated on the dev split at the end of ``protlc train``: the 1st percentile of the dev
+sequences' score, so that 99% of in-distribution sequences pass.
 """
 
 from __future__ import annotations
@@ -23,21 +25,31 @@ import numpy as np
 import pandas as pd
 
 from protlc import columns as col
-from protlc.calibration import find_calibrated_threshold
+from protlc.calibration import find_calibration
 from protlc.data.chunks import ChunkWriter, check_not_input, iter_sequence_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.data.store import read_labels, read_table
 from protlc.errors import ConfigError
 from protlc.homology import DEFAULT_EVALUE, DEFAULT_PER_FAMILY, Hits, Reference, fuse, reference_rows
-from protlc.inference import check_device, inference_precision, inference_tokens, predict_proba
+from protlc.inference import (
+    check_device,
+    inference_precision,
+    inference_tokens,
+    model_outputs,
+    softmax,
+)
 from protlc.metrics import entropy
 from protlc.model.checkpoint import load_checkpoint
 from protlc.progress import progress_bar
+from protlc.unknown import DEFAULT_SCORE, SCORES, score
+
 
 def prediction_frame(names, probs: np.ndarray, labels: list[dict], top_k: int, threshold: float,
-                     hits: Hits | None = None, evalue_cutoff: float = DEFAULT_EVALUE) -> pd.DataFrame:
+                     unknown_values: np.ndarray | None = None, hits: Hits | None = None,
+                     evalue_cutoff: float = DEFAULT_EVALUE) -> pd.DataFrame:
     """Turn ``(N, C)`` probabilities (and the best homology hits) into the prediction table described in the
-    module docstring."""
+    module docstring; ``unknown_values`` are the unknown scores compared with ``threshold`` (default: the
+    top probability)."""
     k = min(top_k, probs.shape[1])
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     family = np.array([lab["family_id"] for lab in labels], dtype=object)
@@ -52,7 +64,8 @@ def prediction_frame(names, probs: np.ndarray, labels: list[dict], top_k: int, t
         "predicted_accession": accession[best],
         "probability": probs[np.arange(len(probs)), best],
         "confidence": 1.0 - entropy(probs) / np.log(probs.shape[1]),
-        "is_unknown": (probs[np.arange(len(probs)), best] < threshold) & ~decided,
+        "is_unknown": ((probs[np.arange(len(probs)), best] if unknown_values is None else unknown_values) < threshold)
+        & ~decided,
     }
     if hits is not None:
         frame["homology_family"] = np.where(hits.label >= 0, family[np.maximum(hits.label, 0)], None)
@@ -70,12 +83,14 @@ class PredictSummary:
     unknown: int
     threshold: float
     out: Path
+    score: str = DEFAULT_SCORE
 
 
 def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path, top_k: int = 3,
             unknown_threshold: float | None = None, batch_size: int = 256, chunk_size: int = 50_000,
             device: str = "cpu", max_length: int | None = 10_000, progress: bool | None = False,
             tokens_per_batch: int | None = None, precision: str | None = None,
+            unknown_score: str | None = None,
             homology_reference: str | Path | None = None, homology_per_family: int | None = DEFAULT_PER_FAMILY,
             homology_evalue: float = DEFAULT_EVALUE, threads: int = 1) -> PredictSummary:
     """Predict families for every sequence of ``input_path`` (FASTA, CSV/TSV, Parquet) into ``out_path``.
@@ -86,6 +101,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     E-value at most ``homology_evalue`` decides the family (:func:`protlc.homology.fuse`).
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
+    ``unknown_score``: ``max_p``, ``entropy`` or ``energy`` (None: the run's calibrated choice, else max p).
 
     Raises:
         CheckpointError: not a classifier checkpoint. InputError: bad sequences (file + record named).
@@ -101,11 +117,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     tokens_per_batch = inference_tokens(device, tokens_per_batch)
     loaded = load_checkpoint(checkpoint, task="classify")
     precision = inference_precision(precision, loaded.config)
-    threshold = unknown_threshold if unknown_threshold is not None else find_calibrated_threshold(checkpoint)
-    if threshold is None:
-        threshold = 0.0
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"--unknown-threshold must be in [0, 1], got {threshold}")
+    score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold)
     reference = None
     if homology_reference is not None:
         reference = load_reference(homology_reference, loaded.labels, homology_per_family)
@@ -113,16 +125,42 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     n = unknown = 0
     with progress_bar(progress, desc="predict", unit="seq") as bar, ChunkWriter(out_path) as writer:
         for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
-            probs = predict_proba(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device,
-                                  precision, tokens_per_batch)
+            logits = model_outputs(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device,
+                                   precision, tokens_per_batch)
             hits = reference.search(chunk[col.SEQUENCE].tolist(), threads) if reference is not None else None
-            frame = prediction_frame(chunk[col.SEQUENCE_NAME], probs, loaded.labels, top_k, threshold, hits,
+            frame = prediction_frame(chunk[col.SEQUENCE_NAME], softmax(logits), loaded.labels, top_k, threshold,
+                                     None if score_name == DEFAULT_SCORE else score(logits, score_name), hits,
                                      homology_evalue)
             writer.write(frame)
             n += len(frame)
             unknown += int(frame["is_unknown"].sum())
             bar.update(len(frame))
-    return PredictSummary(n, unknown, threshold, Path(out_path))
+    return PredictSummary(n, unknown, threshold, Path(out_path), score_name)
+
+
+def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold: float | None) -> tuple[str, float]:
+    """``(score, threshold)`` for ``is_unknown``: the given ones, else the run's calibration, else max p
+    with threshold 0 (nothing flagged; -inf for energy).
+
+    Raises:
+        ConfigError: an unknown score name, a max-p or entropy threshold outside [0, 1], or a score that the
+            run's calibration.json has no threshold for (an older run) without ``--unknown-threshold``.
+    """
+    if unknown_score is not None and unknown_score not in SCORES:
+        raise ConfigError(f"--unknown-score {unknown_score!r}: choose one of {', '.join(SCORES)}")
+    calibration = find_calibration(checkpoint)
+    name = unknown_score or (calibration[0] if calibration else DEFAULT_SCORE)
+    threshold = unknown_threshold
+    if threshold is None and calibration is not None:
+        threshold = calibration[1].get(name)
+        if threshold is None:
+            raise ConfigError(f"--unknown-score {name}: the run's calibration.json (older protlc) has a threshold "
+                              f"for {DEFAULT_SCORE} only; pass --unknown-threshold")
+    if threshold is None:
+        threshold = float("-inf") if name == "energy" else 0.0
+    if name != "energy" and not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--unknown-threshold must be in [0, 1] for --unknown-score {name}, got {threshold}")
+    return name, float(threshold)
 
 
 def load_reference(dataset_dir: str | Path, labels: list[dict], per_family: int | None) -> Reference:

@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "protlc"
 LAYERS = (
     ("protlc", "protlc.errors", "protlc.columns", "protlc.validate", "protlc.atomic", "protlc.jsonio",
      "protlc.alphabet", "protlc.progress"),
-    ("protlc.data", "protlc.losses", "protlc.metrics", "protlc.calibration", "protlc.homology"),
+    ("protlc.data", "protlc.losses", "protlc.metrics", "protlc.calibration", "protlc.homology",
+     "protlc.unknown"),
     ("protlc.model", "protlc.dms.mutations", "protlc.dms.tables", "protlc.dms.splits", "protlc.dms.ridge",
      "protlc.dms.rejects", "protlc.dms.encoding", "protlc.dms.library"),
     ("protlc.inference",),

@@ -35,3 +35,57 @@ def test_classify_exthomfam_runs_the_three_runs_the_audits_and_the_figure(tmp_pa
     assert all(c["loss"].get("tau") != 0.3 for run, c in configs.items() if run != "r40-proselflc_at")
     dynamics = pd.read_csv(tmp_path / f"{tag}-r40-cce" / "dynamics.csv")
     assert len(dynamics) == 1  # one epoch of 7 steps: only the final model's point
+
+
+def _novel_families_workflow():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("novel_families", REPO / "workflows" / "novel_families.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check_novel_results(out: Path, settings: list[str], seeds: list[int]) -> pd.DataFrame:
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == len(settings) * 2 * len(seeds)
+    assert sorted(set(table["setting"])) == sorted(settings) and set(table["loss"]) == {"CCE", "ProSelfLC-AT"}
+    for key in ("test/accuracy", "test/confidence_entropy", "test/ece", "novel/auroc_max_p", "novel/auroc_entropy",
+                "novel/auroc_energy", "novel/flagged_novel", "novel/flagged_known_test"):
+        assert table[key].between(0, 1).all(), key
+    assert set(table["novel/chosen_score"]) <= {"max_p", "entropy", "energy"}
+    # every cell holds out the same 10 families (fixed split seed), half of which are the evaluation half
+    assert table["novel/evaluation_families"].nunique() == 1 and len(table["novel/evaluation_families"][0].split(",")) == 5
+    assert (out / "input.tsv").is_file() and pd.read_csv(out / "input.tsv", sep="\t").groupby("family_id").size().max() <= 20
+    summary = pd.read_csv(out / "results_summary.csv")
+    assert len(summary) == len(settings) * 2 and (summary["test/accuracy count"] == len(seeds)).all()
+    md = (out / "results.md").read_text().splitlines()
+    assert md[0].startswith("| noise | loss | seeds | test accuracy |") and len(md) == 2 + len(settings) * 2
+    return table
+
+
+def test_novel_families_workflow_on_the_tiny_sample(tmp_path, capsys):
+    """End to end in this process (tiny network, one epoch, two settings); a rerun trains nothing."""
+    workflow = _novel_families_workflow()
+    args = [str(tmp_path), "--data", str(REPO / "data" / "exthomfam_tiny32.tsv"), "--max-per-family", "12",
+            "--preset", "tiny", "--seeds", "0",
+            "--max-epochs", "1", "--settings", "clean,confusable40", "--set", "data.batch_size=32"]
+    workflow.main(args)
+    table = _check_novel_results(tmp_path, ["clean", "confusable40"], [0])
+    manifest = json.loads((tmp_path / "data" / "confusable40" / "seed0" / "manifest.json").read_text())
+    assert manifest["novel"]["num_families"] == 10 and manifest["noise"]["label"]["kind"] == "confusable"
+    capsys.readouterr()
+    workflow.main(args)
+    assert "0 to train" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "results.csv").equals(table)
+
+
+@pytest.mark.slow
+def test_novel_families_workflow_all_settings_two_seeds_subsampled(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "workflows" / "novel_families.py"), str(tmp_path), "--data",
+                           str(REPO / "data" / "exthomfam_tiny32.tsv"), "--max-per-family", "20", "--preset", "tiny",
+                           "--seeds", "0,1", "--max-epochs", "1", "--jobs", "2"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = _check_novel_results(tmp_path, ["clean", "symmetric40", "confusable20", "confusable40"], [0, 1])
+    assert " ± " in (tmp_path / "results.md").read_text() and len(table) == 16

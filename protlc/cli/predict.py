@@ -17,8 +17,12 @@ from protlc.homology import DEFAULT_EVALUE, DEFAULT_PER_FAMILY
               help="Output table: .csv, .tsv or .parquet (written atomically).")
 @click.option("--top-k", type=int, default=3, show_default=True, help="Families (with probabilities) per row.")
 @click.option("--unknown-threshold", type=float, default=None,
-              help="Flag a sequence as unknown when its top probability is below this "
+              help="Flag a sequence as unknown when its unknown score is below this "
                    "[default: calibrated on the dev split, RUN_DIR/calibration.json].")
+@click.option("--unknown-score", type=click.Choice(("auto", "max_p", "entropy", "energy")), default="auto",
+              show_default=True,
+              help="max_p: top probability; entropy: 1 - H(p)/log C; energy: logsumexp of the logits; auto: the score "
+                   "the run chose on dev when its dataset had novel families, else max_p.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-length", type=int, default=10_000, show_default=True, help="Reject longer sequences.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
@@ -32,9 +36,9 @@ from protlc.homology import DEFAULT_EVALUE, DEFAULT_PER_FAMILY
 @click.option("--threads", type=int, default=1, show_default=True, help="phmmer threads.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @inference_options
-def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, batch_size, max_length, device,
-                    homology_reference, homology_per_family, homology_evalue, threads, progress, tokens_per_batch,
-                    precision):
+def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, unknown_score, batch_size, max_length,
+                    device, homology_reference, homology_per_family, homology_evalue, threads, progress,
+                    tokens_per_batch, precision):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
     from protlc.cli.signals import terminate_cleanly
     from protlc.predict import predict
@@ -43,6 +47,8 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
         s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
                     batch_size=batch_size, device=device, max_length=max_length, progress=progress,
                     tokens_per_batch=tokens_per_batch, precision=precision,
+                    unknown_score=None if unknown_score == "auto" else unknown_score,
                     homology_reference=homology_reference, homology_per_family=homology_per_family,
                     homology_evalue=homology_evalue, threads=threads)
-    click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at top probability < {s.threshold:.3f})")
+    what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits"}[s.score]
+    click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at {what} < {s.threshold:.3f})")

@@ -8,7 +8,7 @@ import click
 
 
 from protlc.cli.signals import terminate_cleanly
-from protlc.data import clusters, noise, readers, splits
+from protlc.data import clusters, noise, novel, readers, splits
 from protlc.data.prepare import SPLIT_METHODS, TOO_LONG_POLICIES, PrepareOptions, prepare_dataset
 
 _EPILOG = """\b
@@ -25,6 +25,8 @@ Formats (auto-detected from content):
 Example:
   protlc prepare data/exthomfam_tiny32.tsv --out prepared/tiny \\
       --label-noise 0.4 --crop-noise 0.5 --seed 1
+  protlc prepare data/exthomfam_tiny32.tsv --out prepared/tiny_novel \\
+      --novel-families 10 --label-noise 0.2 --label-noise-kind confusable
   protlc prepare data/exthomfam_tiny32.tsv --out prepared/tiny_c30 \\
       --split-method clustered --cluster-identity 0.3   # needs: pip install -e '.[cluster]'
 """
@@ -38,7 +40,8 @@ Example:
 @click.option("--label-noise", default=0.0, show_default=True, type=float,
               help="Rate r in [0, 1): exactly round(r*N) training labels are replaced.")
 @click.option("--label-noise-kind", default="symmetric", show_default=True, type=click.Choice(noise.LABEL_NOISE_KINDS),
-              help="symmetric: uniform over the other classes; pair: a fixed confusable class per class.")
+              help="symmetric: uniform over the other classes; pair: a fixed random other class per class; "
+                   "confusable: each family's most similar other family (3-mer profiles of its training domains).")
 @click.option("--crop-noise", default=0.0, show_default=True, type=float,
               help="Fraction in [0, 1] of training sequences cropped to a random contiguous window.")
 @click.option("--crop-fraction", default="0.5,0.9", show_default=True, metavar="MIN,MAX",
@@ -58,6 +61,9 @@ Example:
 @click.option("--cluster-threads", default=None, type=int, help="Clustered split: MMseqs2 threads [default: all cores].")
 @click.option("--identity-sample", default=clusters.DEFAULT_IDENTITY_SAMPLE, show_default=True, type=int,
               help="Clustered split: test domains searched against train to record the realised identity (0: skip).")
+@click.option("--novel-families", default=None, metavar="K|ID,ID,...",
+              help="Keep families out of train/dev/test and write all their domains to novel.parquet (label -1): "
+                   "K families drawn with the split seed, or a comma-separated list of family ids.")
 @click.option("--min-family-size", default=1, show_default=True, type=int, help="Drop families with fewer members.")
 @click.option("--max-length", default=None, type=int, help="Longest sequence kept (see --too-long) [default: no limit].")
 @click.option("--too-long", default="drop", show_default=True, type=click.Choice(TOO_LONG_POLICIES),
@@ -71,13 +77,13 @@ Example:
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset directory.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 def prepare_command(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_noise, crop_fraction, split_text, split_method,
-            cluster_identity, cluster_coverage, cluster_linkage, cluster_threads, identity_sample, min_family_size,
-            max_length, too_long, seed, split_seed, noise_seed, fasta_family_regex, overwrite, progress):
+            cluster_identity, cluster_coverage, cluster_linkage, cluster_threads, identity_sample, novel_families,
+            min_family_size, max_length, too_long, seed, split_seed, noise_seed, fasta_family_regex, overwrite, progress):
     """Read family-labelled protein data and write a prepared dataset directory.
 
     INPUT... are Stockholm, FASTA or TSV/CSV files (gzipped or not) or ProtCNN shard directories.
-    The output holds train/dev/test.parquet, labels.json and manifest.json; noise is applied to the
-    training split only.
+    The output holds train/dev/test.parquet (and novel.parquet with --novel-families), labels.json and
+    manifest.json; noise is applied to the training split only.
     """
     options = PrepareOptions(
         format=fmt, label_noise=label_noise, label_noise_kind=label_noise_kind, crop_noise=crop_noise,
@@ -87,6 +93,7 @@ def prepare_command(inputs, out_dir, fmt, label_noise, label_noise_kind, crop_no
         split_seed=split_seed, noise_seed=noise_seed, fasta_family_regex=fasta_family_regex,
         split_method=split_method, cluster_identity=cluster_identity, cluster_coverage=cluster_coverage,
         cluster_linkage=cluster_linkage, cluster_threads=cluster_threads, identity_sample=identity_sample,
+        novel_families=novel.parse_novel_families(novel_families),
     )
     with terminate_cleanly():
         summary = prepare_dataset(inputs, out_dir, options, overwrite=overwrite, progress=progress)

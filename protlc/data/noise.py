@@ -13,6 +13,10 @@ replacement, so the realised fraction is r up to rounding (not a Bernoulli draw 
 * Label noise, pair: every class has one fixed confusable class, ``pair_map[y]``. The map is one
   random cycle through all classes (a derangement drawn from the noise Generator), so no class maps to
   itself and every class is the target of exactly one other class.
+* Label noise, confusable: every class's fixed wrong label is its most similar other class by k-mer
+  profile (:func:`protlc.data.similarity.confusable_map`, computed by the caller from the training
+  domains and passed in as ``targets``); no random numbers go into the map, and the rows are chosen
+  exactly as for the other kinds.
 
 The true label is never drawn as its own noise; ``is_noisy`` is exactly ``label != clean_label``.
 """
@@ -23,7 +27,7 @@ import numpy as np
 
 from protlc.errors import ConfigError
 
-LABEL_NOISE_KINDS = ("symmetric", "pair")
+LABEL_NOISE_KINDS = ("symmetric", "pair", "confusable")
 DEFAULT_CROP_FRACTION = (0.5, 0.9)
 
 
@@ -98,18 +102,21 @@ def pair_map(num_classes: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def corrupt_labels(
-    labels: np.ndarray, num_classes: int, rate: float, kind: str, rng: np.random.Generator
+    labels: np.ndarray, num_classes: int, rate: float, kind: str, rng: np.random.Generator,
+    targets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Label noise on exactly ``floor(rate * N + 0.5)`` rows.
 
     Args:
         labels: int array ``(N,)`` of clean labels in ``[0, num_classes)``.
-        kind: ``"symmetric"`` or ``"pair"``.
+        kind: ``"symmetric"``, ``"pair"`` or ``"confusable"``.
+        targets: ``kind="confusable"`` only: the wrong label of every class, int ``(C,)``, ``targets[c] != c``.
     Returns:
-        ``(observed, pair_targets)``: int32 ``(N,)`` observed labels, and the pair map ``(C,)`` for
-        ``kind="pair"`` (else None).
+        ``(observed, pair_targets)``: int32 ``(N,)`` observed labels, and the class map ``(C,)`` for
+        ``kind="pair"`` or ``"confusable"`` (else None).
     Raises:
-        ConfigError: unknown kind, or label noise with fewer than 2 classes.
+        ConfigError: unknown kind, label noise with fewer than 2 classes, or a confusable map that is
+            missing, of the wrong size or maps a class to itself.
     """
     labels = np.asarray(labels, dtype=np.int32)
     observed = labels.copy()
@@ -117,12 +124,17 @@ def corrupt_labels(
         return observed, None
     if num_classes < 2:
         raise ConfigError("label noise needs at least 2 families")
-    targets = pair_map(num_classes, rng) if kind == "pair" else None
+    if kind == "confusable":
+        targets = None if targets is None else np.asarray(targets, dtype=np.int32)
+        if targets is None or targets.shape != (num_classes,) or (targets == np.arange(num_classes)).any():
+            raise ConfigError("confusable label noise needs a map of every family to another family")
+    else:
+        targets = pair_map(num_classes, rng) if kind == "pair" else None
     rows = choose_rows(labels.shape[0], rate, rng)
     if kind == "symmetric":
         shift = rng.integers(1, num_classes, size=rows.size)
         observed[rows] = (labels[rows] + shift) % num_classes
-    elif kind == "pair":
+    elif kind in ("pair", "confusable"):
         observed[rows] = targets[labels[rows]]
     else:
         raise ConfigError(f"unknown label noise kind {kind!r}; choose one of {', '.join(LABEL_NOISE_KINDS)}")

@@ -15,20 +15,25 @@ Order of the steps (each one reported in the summary and the manifest):
    (``split_method="random"``, the default) or whole MMseqs2 clusters per family
    (``split_method="clustered"``, :mod:`protlc.data.clusters`); an empty train, dev or test split is an error;
 7. noise on the training split only (cropping, then labels; crops are windows of the truncated training
-   sequences), see :mod:`protlc.data.noise`;
+   sequences), see :mod:`protlc.data.noise`; confusable label noise maps each family to its most similar
+   other family by the k-mer profiles of its (truncated, uncropped) training domains
+   (:mod:`protlc.data.similarity`);
 8. atomic write (:func:`store.write_dataset`).
+
+With ``novel_families``, whole families are taken out after step 4 (before the vocabulary, so
+``labels.json`` holds only the known families) and written as the ``novel`` split
+(:mod:`protlc.data.novel`).
 
 Seeds: ``seed`` (default 0) seeds everything; ``split_seed`` and ``noise_seed`` (default: ``seed``)
 override one concern each. Every concern draws from its own stream
 ``numpy.random.default_rng([concern_seed, stream])`` (split 1, crop 2, label 3; the clustered split's
-identity-check sample 4), so changing the crop settings never changes which labels are corrupted, and
+identity-check sample 4; the novel families 5, from the split seed), so changing the crop settings never changes which labels are corrupted, and
 neither changes the split.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,15 +45,16 @@ import pyarrow.compute as pc
 
 from protlc import __version__
 from protlc import columns as col
-from protlc.data import clusters, fasta, noise, readers, splits, store
+from protlc.data import clusters, fasta, noise, novel, readers, similarity, splits, store
+from protlc.data.assign import assign_splits
 from protlc.data.records import RecordBlock
-from protlc.data.summary import LONG_SEQUENCE, PrepareSummary, length_stats
+from protlc.data.summary import LONG_SEQUENCE, PrepareSummary, describe_noise, family_counts, length_stats
 from protlc.errors import ConfigError, InputError
 from protlc.progress import progress_bar
 
 TOO_LONG_POLICIES = ("drop", "truncate")
 SPLIT_METHODS = ("random", "clustered")
-SPLIT_STREAM, CROP_STREAM, LABEL_STREAM, IDENTITY_STREAM = 1, 2, 3, 4
+CROP_STREAM, LABEL_STREAM = 2, 3  # SPLIT_STREAM 1, IDENTITY_STREAM 4: protlc.data.assign; novel 5
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class PrepareOptions:
     cluster_linkage: str = clusters.DEFAULT_LINKAGE
     cluster_threads: int | None = None  # None: all cores
     identity_sample: int = clusters.DEFAULT_IDENTITY_SAMPLE
+    novel_families: int | tuple[str, ...] | None = None  # K families drawn with the split seed, or their ids
 
     def check(self) -> None:
         """Raises ConfigError for any out-of-range option (before anything is read)."""
@@ -96,6 +103,8 @@ class PrepareOptions:
             fasta.compile_fasta_patterns(self.fasta_family_regex)
         if self.split_method not in SPLIT_METHODS:
             raise ConfigError(f"--split-method {self.split_method!r}: choose one of {', '.join(SPLIT_METHODS)}")
+        if self.novel_families is not None:
+            novel.parse_novel_families(self.novel_families)
         if self.split_method == "clustered":
             clusters.check_options(self.cluster_identity, self.cluster_coverage, self.cluster_linkage,
                                    self.cluster_threads, self.identity_sample)
@@ -263,55 +272,6 @@ def _vocabulary(rows: _Rows, ids: np.ndarray) -> tuple[list[str], np.ndarray]:
     return [rows.family_names[c] for c in present], label_of_family[rows.family[ids]]
 
 
-def _min_size_for_all_splits(fractions: tuple[float, float, float]) -> int:
-    """Smallest family that gets members in train, dev and test under the rule of :mod:`splits`."""
-    n = max(1, math.ceil(0.5 / min(fractions[1:])) - 1)  # round half up reaches 1 at n * f >= 0.5
-    while not (splits.family_split_sizes(np.array([n]), fractions)[0] > 0).all():
-        n += 1
-    return n
-
-
-def _assign_splits(given: np.ndarray, labels: np.ndarray, options: PrepareOptions, split_seed: int, inputs,
-                   sequences=None, vocabulary=None) -> tuple[np.ndarray, dict]:
-    """Split codes and the manifest's ``split`` entry; ``sequences`` (a callable giving the kept rows'
-    sequences) and ``vocabulary`` are used by the clustered split only."""
-    names = ", ".join(str(p) for p in inputs)
-    if (given >= 0).all():
-        if options.split is not None:
-            raise ConfigError(f"{names}: the input already fixes train/dev/test; drop --split")
-        if options.split_method != "random":
-            raise ConfigError(f"{names}: the input already fixes train/dev/test; drop --split-method {options.split_method}")
-        codes, info = given, {"policy": "given", "fractions": None, "seed": None}
-    elif (given < 0).all():
-        fractions = splits.parse_fractions(options.split)
-        if options.split_method == "clustered":
-            codes, extra = clusters.clustered_assignment(
-                sequences(), labels, vocabulary, fractions, identity=options.cluster_identity,
-                coverage=options.cluster_coverage, linkage=options.cluster_linkage, threads=options.cluster_threads,
-                sample=options.identity_sample, split_rng=np.random.default_rng([split_seed, SPLIT_STREAM]),
-                sample_rng=np.random.default_rng([split_seed, IDENTITY_STREAM]))
-            info = {"policy": "clustered", "fractions": list(fractions), "seed": split_seed, **extra}
-        else:
-            codes = splits.stratified_split(labels, fractions, np.random.default_rng([split_seed, SPLIT_STREAM]))
-            info = {"policy": "stratified", "fractions": list(fractions), "seed": split_seed}
-    else:
-        raise ConfigError(f"{names}: cannot mix inputs with fixed splits (protcnn-csv) and inputs without")
-    for code, split in enumerate(col.SPLITS):
-        if not (codes == code).any():
-            hint = ""
-            if info["policy"] == "stratified":
-                largest = int(np.bincount(labels).max())
-                hint = (f": each family goes to train only unless it has at least "
-                        f"{_min_size_for_all_splits(info['fractions'])} members, and the largest has {largest}; "
-                        f"give more sequences per family or larger dev/test fractions with --split")
-            elif info["policy"] == "clustered":
-                hint = (f": no cluster of {info['clustering']['clusters']} fits a family's {split} quota "
-                        f"(largest cluster {info['clustering']['largest_cluster']}); give more sequences per family, "
-                        f"larger dev/test fractions with --split, or a higher --cluster-identity")
-            raise InputError(f"{names}: the {split} split would be empty{hint}")
-    return codes, info
-
-
 def _take_windows(sequences: pa.ChunkedArray, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                   lengths: np.ndarray) -> pa.ChunkedArray:
     """``sequences[rows]`` cut to ``[starts, ends)``, in a single take.
@@ -373,10 +333,14 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: 
     ids, filtered, dropped_per_split = _filter(rows, options)
     if ids.size == 0:
         raise InputError(f"{', '.join(map(str, inputs))}: no sequences left after filtering (--min-family-size/--max-length)")
+    novel_ids = ids[:0]
+    if options.novel_families is not None:
+        ids, novel_ids = novel.hold_out(rows.family_names, rows.family, ids, options.novel_families, split_seed,
+                                        ", ".join(map(str, inputs)))
     vocabulary, labels = _vocabulary(rows, ids)
     vocab = pa.array(vocabulary, pa.string())
     accessions = pa.array(_family_accessions(rows, ids, labels, len(vocabulary)), pa.string())
-    codes, split_info = _assign_splits(
+    codes, split_info = assign_splits(
         rows.given_split[ids], labels, options, split_seed, inputs, vocabulary=vocabulary,
         sequences=lambda: rows.sequences.take(ids).to_pylist())  # whole sequences (truncation comes after)
 
@@ -397,13 +361,23 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: 
         if split == "train":
             starts, ends = noise.crop_windows(base, options.crop_noise, options.crop_fraction,
                                               np.random.default_rng([noise_seed, CROP_STREAM]))
-            observed, pair_targets = noise.corrupt_labels(clean, len(vocabulary), options.label_noise, options.label_noise_kind,
-                                                          np.random.default_rng([noise_seed, LABEL_STREAM]))
-            noise_info = _noise_info(options, noise_seed, base, starts, ends, clean, observed, pair_targets)
+            confusable = _confusable(rows, select, base, clean, vocabulary, options)
+            observed, pair_targets = noise.corrupt_labels(
+                clean, len(vocabulary), options.label_noise, options.label_noise_kind,
+                np.random.default_rng([noise_seed, LABEL_STREAM]), None if confusable is None else confusable[0])
+            noise_info = describe_noise(options, noise_seed, base, starts, ends, clean, observed, pair_targets)
+            if confusable is not None:
+                noise_info["label"]["confusable"] = similarity.manifest_entry(vocabulary, *confusable)
         tables[split] = _split_table(rows, select, clean, observed, starts, ends, vocab, accessions)
 
+    novel_entry = None
+    if options.novel_families is not None:
+        tables[col.NOVEL] = novel.novel_table(rows.names.take(novel_ids), rows.sequences.take(novel_ids),
+                                              rows.accessions.take(novel_ids), rows.family_names,
+                                              rows.family[novel_ids], rows.lengths[novel_ids])
+        novel_entry = novel.manifest_entry(options.novel_families, split_seed, rows.family_names, rows.family[novel_ids])
     summary = PrepareSummary(
-        out_dir=Path(out_dir), num_families=len(vocabulary),
+        out_dir=Path(out_dir), num_families=len(vocabulary), novel=novel_entry,
         counts={s: t.num_rows for s, t in tables.items()},
         too_long_policy=options.too_long, max_length=options.max_length, min_family_size=options.min_family_size,
         too_long_splits=too_long_splits, noise=noise_info, split=split_info, **filtered,
@@ -412,28 +386,20 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, options: 
     )
     label_entries = [{col.FAMILY_ID: f, col.FAMILY_ACCESSION: a} for f, a in zip(vocabulary, accessions.to_pylist())]
     manifest = summary.manifest(sources, seed=options.seed, version=__version__,
-                                family_counts=_family_counts(codes, labels, vocabulary))
+                                family_counts=family_counts(codes, labels, vocabulary))
     store.write_dataset(out_dir, tables, label_entries, manifest, overwrite=overwrite)
     return summary
 
 
-def _noise_info(options, noise_seed, lengths, starts, ends, clean, observed, pair_targets) -> dict:
-    n = max(len(clean), 1)
-    cropped = (starts > 0) | (ends < lengths)
-    noisy = int((observed != clean).sum())
-    kept = (ends - starts)[cropped] / np.maximum(lengths[cropped], 1)
-    return {
-        "applies_to": "train", "seed": noise_seed,
-        "label": {"kind": options.label_noise_kind, "rate": options.label_noise, "noisy": noisy,
-                  "realised_rate": round(noisy / n, 6),
-                  "pair_map": pair_targets.tolist() if pair_targets is not None else None},
-        "crop": {"probability": options.crop_noise, "fraction_range": list(options.crop_fraction),
-                 "cropped": int(cropped.sum()), "realised_rate": round(float(cropped.mean()) if len(clean) else 0.0, 6),
-                 "mean_kept_fraction": round(float(kept.mean()), 6) if kept.size else None},
-    }
-
-
-def _family_counts(codes, labels, vocabulary) -> dict[str, list[int]]:
-    """Members per family in train, dev, test (clean labels), ``{family_id: [train, dev, test]}``."""
-    per_split = np.stack([np.bincount(labels[codes == c], minlength=len(vocabulary)) for c in range(len(col.SPLITS))], axis=1)
-    return {f: per_split[i].tolist() for i, f in enumerate(vocabulary)}
+def _confusable(rows: _Rows, select: np.ndarray, lengths: np.ndarray, clean: np.ndarray, vocabulary: list[str],
+                options: PrepareOptions) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(targets, similarity)`` of confusable label noise from the training domains as the model would see them
+    without cropping (truncated under ``--too-long truncate``), or None for the other kinds."""
+    if options.label_noise_kind != "confusable" or options.label_noise == 0:
+        return None
+    if len(vocabulary) < 2:
+        raise ConfigError("label noise needs at least 2 families")
+    sequences = rows.sequences.take(select).to_pylist()
+    if (lengths < rows.lengths[select]).any():
+        sequences = [seq[:n] for seq, n in zip(sequences, lengths.tolist())]
+    return similarity.confusable_map(sequences, clean, len(vocabulary))

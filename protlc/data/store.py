@@ -3,6 +3,8 @@
 Layout::
 
     DIR/train.parquet, dev.parquet, test.parquet   one row per sequence, columns below
+    DIR/novel.parquet                              optional (``prepare --novel-families``): every domain of
+                                                   the families held out of train/dev/test, label -1
     DIR/labels.json                                [{"family_id": ..., "family_accession": ...}, ...]
                                                    indexed by label, sorted by family_id
     DIR/manifest.json                              sources + sha256, counts, filters, split and noise
@@ -22,6 +24,10 @@ is_noisy              bool        ``label != clean_label``
 crop_start, crop_end  int32       kept window in the uncropped sequence (0-based, end exclusive)
 length                int32       ``len(sequence) == crop_end - crop_start``
 ====================  ==========  ===============================================================
+
+Novel rows (:mod:`protlc.data.novel`) have ``label = clean_label = -1`` and their true family id in
+``family_id``/``clean_family_id``; that family is not in ``labels.json``. Readers of train/dev/test never
+see them; :func:`has_novel` says whether a dataset has the split (its manifest's ``novel`` entry).
 
 dev/test rows are never noisy (``label == clean_label``, crop ``0 .. length``). The family columns
 are dictionary-encoded in the Parquet files and read back as plain strings. Files carry no timestamps,
@@ -122,7 +128,8 @@ def write_dataset(
     """Write a prepared dataset directory atomically: all files appear together, or none.
 
     Args:
-        splits: ``{"train": frame, "dev": frame, "test": frame}``; frames hold :data:`COLUMNS`.
+        splits: ``{"train": frame, "dev": frame, "test": frame}`` and optionally ``"novel"``; frames hold
+            :data:`COLUMNS`.
         labels: label vocabulary, ``labels[i] = {"family_id": ..., "family_accession": ...}``.
         manifest: JSON-serialisable description (no timestamps, to keep reruns byte-identical).
     Raises:
@@ -130,13 +137,13 @@ def write_dataset(
     """
     out_dir = Path(out_dir)
     _check_target(out_dir, overwrite)
-    if sorted(splits) != sorted(col.SPLITS):
-        raise ValueError(f"splits must be exactly {col.SPLITS}, got {sorted(splits)}")
+    if sorted(set(splits) - {col.NOVEL}) != sorted(col.SPLITS):
+        raise ValueError(f"splits must be exactly {col.SPLITS} (and optionally {col.NOVEL!r}), got {sorted(splits)}")
     try:
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-            tables = {split: to_table(splits[split]) for split in col.SPLITS}
-            with ThreadPoolExecutor(max_workers=len(col.SPLITS)) as pool:  # Arrow releases the GIL
-                written = [pool.submit(_write_parquet, tables[split], split_path(tmp, split)) for split in col.SPLITS]
+            tables = {split: to_table(frame) for split, frame in splits.items()}
+            with ThreadPoolExecutor(max_workers=len(tables)) as pool:  # Arrow releases the GIL
+                written = [pool.submit(_write_parquet, table, split_path(tmp, split)) for split, table in tables.items()]
                 for future in written:
                     future.result()
             (tmp / LABELS_FILE).write_text(_dump_json(labels), encoding="utf-8")
@@ -164,8 +171,8 @@ def _read_json(path: Path):
 
 
 def read_table(dataset_dir: str | Path, split: str, columns: list[str] | None = None) -> pa.Table:
-    """One split as a pyarrow Table (optionally only some columns). Raises InputError."""
-    if split not in col.SPLITS:
+    """One split (or the ``novel`` split) as a pyarrow Table (optionally only some columns). Raises InputError."""
+    if split not in (*col.SPLITS, col.NOVEL):
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(col.SPLITS)}")
     path = _require_dataset(dataset_dir, f"{split}.parquet")
     try:
@@ -179,7 +186,7 @@ def read_table(dataset_dir: str | Path, split: str, columns: list[str] | None = 
 
 
 def read_split(dataset_dir: str | Path, split: str) -> pd.DataFrame:
-    """One split (``"train"``, ``"dev"`` or ``"test"``) as a DataFrame with :data:`COLUMNS`. Raises InputError."""
+    """One split (``"train"``, ``"dev"``, ``"test"`` or ``"novel"``) as a DataFrame with :data:`COLUMNS`. Raises InputError."""
     return read_table(dataset_dir, split).to_pandas()
 
 
@@ -238,6 +245,36 @@ def check_splits(dataset_dir: str | Path, splits: dict[str, pd.DataFrame], label
                     raise InputError(f"{path}, record {names[row]!r}: {column} {int(values[row])} is "
                                      f"{families[values[row]]!r} in {labels_path}, but the row says "
                                      f"{df[family_column].iloc[row]!r}; prepare the dataset again")
+
+
+def has_novel(dataset_dir: str | Path) -> bool:
+    """Whether the dataset holds a ``novel`` split (its manifest records novel families). Raises InputError."""
+    return bool(read_manifest(dataset_dir).get("novel"))
+
+
+def check_novel(dataset_dir: str | Path, df: pd.DataFrame, labels: list[dict]) -> None:
+    """Check the ``novel`` split: domains, valid sequences, label -1, families that ``labels.json`` lacks.
+
+    Raises:
+        InputError: naming the file and record, as :func:`check_splits`.
+    """
+    path = split_path(dataset_dir, col.NOVEL)
+    if not len(df):
+        raise InputError(f"{path}: no sequences; the manifest lists novel families (prepare the dataset again)")
+    names = df[col.SEQUENCE_NAME].astype(str).to_numpy()
+    bad = first_problem(pa.array(df[col.SEQUENCE].fillna("").astype(str).tolist(), pa.string()))
+    if bad is not None:
+        raise InputError(f"{path}, record {names[bad[0]]!r}: {bad[1] or 'empty sequence'}")
+    for column in (col.LABEL, col.CLEAN_LABEL):
+        wrong = np.flatnonzero(df[column].to_numpy() != -1)
+        if len(wrong):
+            raise InputError(f"{path}, record {names[wrong[0]]!r}: {column} {int(df[column].iloc[wrong[0]])}; a novel "
+                             "domain has no class, its label must be -1 (prepare the dataset again)")
+    known = {entry[col.FAMILY_ID] for entry in labels}
+    clash = np.flatnonzero(df[col.FAMILY_ID].isin(known).to_numpy())
+    if len(clash):
+        raise InputError(f"{path}, record {names[clash[0]]!r}: family {df[col.FAMILY_ID].iloc[clash[0]]!r} is also a "
+                         f"known family in {Path(dataset_dir) / LABELS_FILE}; prepare the dataset again")
 
 
 def fingerprint(*paths: str | Path) -> str:

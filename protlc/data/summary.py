@@ -47,6 +47,7 @@ class PrepareSummary:
     split: dict = field(default_factory=dict)
     lengths: dict[str, dict] = field(default_factory=dict)
     long_kept: int = 0  # sequences (or training crops) longer than LONG_SEQUENCE in the written splits
+    novel: dict | None = None  # the manifest's ``novel`` entry (protlc.data.novel), None without novel families
 
     def long_warning(self) -> str | None:
         """One line when sequences longer than :data:`LONG_SEQUENCE` were kept (each batch holding one is
@@ -86,6 +87,7 @@ class PrepareSummary:
             "lengths": self.lengths,
             "family_counts_order": list(col.SPLITS),
             "family_counts": family_counts,
+            **({"novel": self.novel} if self.novel else {}),
         }
 
     def table(self) -> str:
@@ -106,6 +108,9 @@ class PrepareSummary:
                f"{self.sequences_dropped_small} sequences)" if self.families_dropped else ""),
             f"  split              {split_text}",
             *(_cluster_lines(split) if split["policy"] == "clustered" else []),
+            *([f"  novel families     {self.novel['num_families']} held out of train/dev/test "
+               f"({', '.join(self.novel['families'][:6])}{', ...' if self.novel['num_families'] > 6 else ''}): "
+               f"{self.novel['domains']} domains in {col.NOVEL}.parquet, label -1"] if self.novel else []),
             f"  duplicates dropped {self.duplicates_dropped}",
             f"  max length         {long_text}",
             f"  label noise        {label['kind']} r={label['rate']:g}: {label['noisy']} of {self.counts['train']} "
@@ -115,7 +120,7 @@ class PrepareSummary:
             "",
             f"  {'split':<6}{'sequences':>11}{'noisy':>8}{'len min':>9}" + "".join(f"{'p' + str(q):>7}" for q in PERCENTILES) + f"{'max':>7}",
         ]
-        for name in col.SPLITS:
+        for name in (*col.SPLITS, *([col.NOVEL] if self.novel else [])):
             stats = self.lengths[name]
             noisy = label["noisy"] if name == "train" else 0
             lines.append(
@@ -141,3 +146,26 @@ def _cluster_lines(split: dict) -> list[str]:
             f"  test vs train      max identity {criteria['max']:g} (coverage >= {criteria['coverage']:g}, E <= {criteria['evalue']:g}), "
             f"{loose['max']:g} (any local alignment); {checked['sample']} sampled test domains, median {criteria['median']:g}")
     return lines
+
+
+def describe_noise(options, noise_seed: int, lengths, starts, ends, clean, observed, pair_targets) -> dict:
+    """The manifest's ``noise`` entry (training split only)."""
+    n = max(len(clean), 1)
+    cropped = (starts > 0) | (ends < lengths)
+    noisy = int((observed != clean).sum())
+    kept = (ends - starts)[cropped] / np.maximum(lengths[cropped], 1)
+    return {
+        "applies_to": "train", "seed": noise_seed,
+        "label": {"kind": options.label_noise_kind, "rate": options.label_noise, "noisy": noisy,
+                  "realised_rate": round(noisy / n, 6),
+                  "pair_map": pair_targets.tolist() if pair_targets is not None else None},
+        "crop": {"probability": options.crop_noise, "fraction_range": list(options.crop_fraction),
+                 "cropped": int(cropped.sum()), "realised_rate": round(float(cropped.mean()) if len(clean) else 0.0, 6),
+                 "mean_kept_fraction": round(float(kept.mean()), 6) if kept.size else None},
+    }
+
+
+def family_counts(codes, labels, vocabulary) -> dict[str, list[int]]:
+    """Members per family in train, dev, test (clean labels), ``{family_id: [train, dev, test]}``."""
+    per_split = np.stack([np.bincount(labels[codes == c], minlength=len(vocabulary)) for c in range(len(col.SPLITS))], axis=1)
+    return {f: per_split[i].tolist() for i, f in enumerate(vocabulary)}

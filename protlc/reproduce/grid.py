@@ -37,7 +37,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "reproduce"
 PRESETS = ("cpu", "full")
 _TOP_KEYS = {"description", "data", "prepare", "noise", "train", "methods", "seeds"}
 _NOISE_KEYS = {"name", "label", "crop_noise", "crop_fraction", "label_noise", "label_noise_kind"}
-_PREPARE_KEYS = {"format", "split", "split_seed", "min_family_size", "max_length", "too_long", "fasta_family_regex"}
+_PREPARE_KEYS = {"format", "split", "split_seed", "min_family_size", "max_length", "too_long", "fasta_family_regex",
+                 "novel_families"}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

@@ -7,7 +7,9 @@ Layout (docs/method.md §7)::
     RUN_DIR/checkpoints/best.ckpt    best dev accuracy
     RUN_DIR/metrics.csv              Lightning's CSV log (loss, accuracy, ECE, mean ε, lr)
     RUN_DIR/dynamics.csv             the six docs/method.md §4 curves every N steps (noisy datasets)
-    RUN_DIR/final_metrics.json       the FINAL model on train (observed labels), dev and test (clean)
+    RUN_DIR/final_metrics.json       the FINAL model on train (observed labels), dev and test (clean), and on
+                                     the dataset's novel families when it has them (``novel/...``)
+    RUN_DIR/calibration.json         the unknown score and its threshold for ``predict``
     RUN_DIR/plots/*.png
 """
 
@@ -32,7 +34,7 @@ from protlc.calibration import write_calibration
 from protlc.data import store
 from protlc.data.loading import EncodedSequences
 from protlc.errors import CheckpointError, ConfigError, TrainingInterrupted
-from protlc.inference import compile_model, predict_proba
+from protlc.inference import compile_model, model_outputs, softmax
 from protlc.losses import build_loss
 from protlc.metrics import summarize
 from protlc.model import ProtCNNConfig, get_preset
@@ -62,6 +64,7 @@ from protlc.training.rundir import (
     remove_partial_files,
     start_metrics,
 )
+from protlc.unknown import DEFAULT_SCORE, novel_metrics
 
 
 def resolve(config: dict, num_classes: int) -> dict:
@@ -199,6 +202,9 @@ def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: b
     splits = {s: store.read_split(dataset_dir, s) for s in col.SPLITS}
     labels = store.read_labels(dataset_dir)
     store.check_splits(dataset_dir, splits, labels)
+    novel = store.read_split(dataset_dir, col.NOVEL) if store.has_novel(dataset_dir) else None
+    if novel is not None:
+        store.check_novel(dataset_dir, novel, labels)
     if resumed is not None and list(resumed.get("hyper_parameters", {}).get("labels", labels)) != labels:
         raise CheckpointError(f"{last}: trained on other families than {dataset_dir / store.LABELS_FILE}; "
                               "resume with the dataset the run started with")
@@ -243,8 +249,15 @@ def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: b
 
     evaluated = time.perf_counter()
     model = module.model.to(trainer.strategy.root_device)  # Lightning hands the module back on the CPU
-    metrics, probs = evaluate_final(model, splits, encoded, config)
-    metrics["dev/unknown_threshold"] = write_calibration(out, probs["dev"])
+    metrics, logits = evaluate_final(model, splits, encoded, config)
+    unknown_score = DEFAULT_SCORE
+    if novel is not None:  # unknown-family detection: docs/method.md §4, protlc.unknown
+        novel_logits = _logits(model, EncodedSequences(novel[col.SEQUENCE].tolist()), config)
+        metrics.update(novel_metrics(logits["dev"], logits["test"], novel_logits, novel[col.FAMILY_ID].to_numpy(),
+                                     config["seed"]))
+        unknown_score = metrics["novel/chosen_score"]
+    metrics["dev/unknown_score"] = unknown_score
+    metrics["dev/unknown_threshold"] = write_calibration(out, logits["dev"], unknown_score)
     final_seconds = time.perf_counter() - evaluated
     metrics["time/fit_seconds"] = fit_seconds
     if next(model.parameters()).is_cuda:
@@ -282,16 +295,14 @@ def evaluate_final(model: torch.nn.Module, splits: dict, encoded: dict, config: 
     """docs/method.md §4 metrics of the final model: train against observed labels, dev/test against clean labels.
 
     Returns:
-        the metrics, and each split's class probabilities ``(N, C)``.
+        the metrics, and each split's logits ``(N, C)``.
     """
-    device = next(model.parameters()).device
-    precision = config["trainer"]["precision"]
     metrics: dict = {}
-    all_probs = {}
+    all_logits = {}
     for split in col.SPLITS:
         df = splits[split]
-        probs = all_probs[split] = predict_proba(model, encoded[split], config["eval"]["batch_size"], device, precision,
-                                                 config["eval"]["tokens_per_batch"], config["data"]["width_multiple"])
+        all_logits[split] = _logits(model, encoded[split], config)
+        probs = softmax(all_logits[split])
         metrics.update(summarize(probs, df[col.LABEL].to_numpy(), split))
         if split == "train" and col.CLEAN_LABEL in df:
             clean = df[col.CLEAN_LABEL].to_numpy()
@@ -300,4 +311,11 @@ def evaluate_final(model: torch.nn.Module, splits: dict, encoded: dict, config: 
                 noisy = df[col.IS_NOISY].to_numpy()
                 metrics["train/noisy_fraction"] = float(noisy.mean())
                 metrics["train/accuracy_noisy_vs_clean"] = float(np.mean(probs.argmax(1)[noisy] == clean[noisy]))
-    return metrics, all_probs
+    return metrics, all_logits
+
+
+def _logits(model: torch.nn.Module, dataset: EncodedSequences, config: dict) -> np.ndarray:
+    """The model's logits over ``dataset`` with the run's evaluation batching and precision."""
+    return model_outputs(model, dataset, config["eval"]["batch_size"], next(model.parameters()).device,
+                         config["trainer"]["precision"], config["eval"]["tokens_per_batch"],
+                         config["data"]["width_multiple"])

@@ -1,0 +1,215 @@
+"""Novel families (``prepare --novel-families``), confusable-family label noise, the unknown scores and
+what ``train``/``predict`` do with them, on the real extHomFam sample (107 families x 32 domains)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from protlc import columns as col
+from protlc.cli import cli
+from protlc.data import store
+from protlc.data.prepare import PrepareOptions, prepare_dataset
+from protlc.data.similarity import confusable_map
+from protlc.errors import InputError
+from protlc.unknown import auroc, novel_metrics, score, selection_half
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def novel_dataset(tmp_path_factory, exthomfam_tiny32_tsv):
+    out = tmp_path_factory.mktemp("novel") / "ds"
+    result = run("prepare", exthomfam_tiny32_tsv, "--out", out, "--novel-families", 10, "--label-noise", 0.4,
+                 "--label-noise-kind", "confusable", "--seed", 2)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_novel_families_are_out_of_every_split_and_out_of_labels(novel_dataset):
+    out, printed = novel_dataset
+    manifest = store.read_manifest(out)
+    families = manifest["novel"]["families"]
+    assert len(families) == 10 and manifest["novel"]["selection"] == "random" and manifest["novel"]["seed"] == 2
+    labels = store.read_labels(out)
+    assert len(labels) == 97 and not {e[col.FAMILY_ID] for e in labels} & set(families)
+    for split in col.SPLITS:
+        frame = store.read_split(out, split)
+        assert not set(frame[col.CLEAN_FAMILY_ID]) & set(families) and not set(frame[col.FAMILY_ID]) & set(families)
+    novel = store.read_split(out, col.NOVEL)
+    assert len(novel) == 320 == manifest["counts"]["novel"] == manifest["novel"]["domains"]
+    assert sorted(novel[col.FAMILY_ID].unique()) == families and (novel[col.CLEAN_FAMILY_ID] == novel[col.FAMILY_ID]).all()
+    assert (novel[col.LABEL] == -1).all() and (novel[col.CLEAN_LABEL] == -1).all() and not novel[col.IS_NOISY].any()
+    assert (novel[col.CROP_END] == novel[col.LENGTH]).all() and (novel[col.SEQUENCE].str.len() == novel[col.LENGTH]).all()
+    assert pq.read_schema(out / "novel.parquet").names == list(store.COLUMNS)
+    assert "novel families     10 held out" in printed and "  novel         320       0" in printed
+    store.check_novel(out, novel, labels)
+
+
+def test_novel_draw_follows_the_split_seed_only(tmp_path, exthomfam_tiny32_tsv, novel_dataset):
+    drawn = store.read_manifest(novel_dataset[0])["novel"]["families"]
+    common = dict(novel_families=10, label_noise=0.4, label_noise_kind="confusable", split_seed=2)
+    prepare_dataset([exthomfam_tiny32_tsv], tmp_path / "a", PrepareOptions(noise_seed=9, **common), progress=False)
+    assert store.read_manifest(tmp_path / "a")["novel"]["families"] == drawn
+    common["split_seed"] = 3
+    prepare_dataset([exthomfam_tiny32_tsv], tmp_path / "b", PrepareOptions(**common), progress=False)
+    assert store.read_manifest(tmp_path / "b")["novel"]["families"] != drawn
+    assert not (tmp_path / "c").exists()
+    prepare_dataset([exthomfam_tiny32_tsv], tmp_path / "c", progress=False)
+    assert not (tmp_path / "c" / "novel.parquet").exists() and "novel" not in store.read_manifest(tmp_path / "c")
+
+
+def test_named_novel_families_and_bad_requests(tmp_path, exthomfam_tiny32_tsv):
+    result = run("prepare", exthomfam_tiny32_tsv, "--out", tmp_path / "named", "--novel-families", "mmp,svmp")
+    assert result.exit_code == 0, result.output
+    manifest = store.read_manifest(tmp_path / "named")
+    assert manifest["novel"]["families"] == ["mmp", "svmp"] and manifest["novel"]["selection"] == "given"
+    assert manifest["num_classes"] == 105 and manifest["counts"]["novel"] == 64
+    for value, message in [("nosuchfamily", "'nosuchfamily', which is not a family of the input"),
+                           ("106", "would leave 1 known family of 107"), ("0", "give a number of families >= 1"),
+                           ("mmp,mmp", "family 'mmp' is named twice")]:
+        result = run("prepare", exthomfam_tiny32_tsv, "--out", tmp_path / "bad", "--novel-families", value)
+        assert result.exit_code == 2 and result.output.startswith("protlc: error: ") and message in result.output
+        assert result.output.count("\n") == 1 and not (tmp_path / "bad").exists()
+
+
+def test_a_tampered_novel_split_is_one_line(tmp_path, novel_dataset):
+    out = novel_dataset[0]
+    novel = store.read_split(out, col.NOVEL)
+    labels = store.read_labels(out)
+    bad = novel.copy()
+    bad.loc[3, col.LABEL] = 0
+    with pytest.raises(InputError, match=rf"novel.parquet, record '{novel[col.SEQUENCE_NAME][3]}': label 0"):
+        store.check_novel(out, bad, labels)
+    bad = novel.copy()
+    bad.loc[5, col.FAMILY_ID] = labels[0][col.FAMILY_ID]
+    with pytest.raises(InputError, match="is also a known family"):
+        store.check_novel(out, bad, labels)
+
+
+# ----------------------------------------------------------------------------------------------- confusable
+
+
+def test_confusable_map_is_deterministic_and_pairs_families_of_one_clan(exthomfam_tiny32_tsv):
+    df = pd.read_csv(exthomfam_tiny32_tsv, sep="\t")
+    families, labels = np.unique(df[col.FAMILY_ID], return_inverse=True)
+    targets, sims = confusable_map(df[col.SEQUENCE].tolist(), labels, len(families))
+    again, sims_again = confusable_map(df[col.SEQUENCE].tolist()[::-1], labels[::-1], len(families))  # order-free
+    assert np.array_equal(targets, again) and np.allclose(sims, sims_again)
+    assert (targets != np.arange(len(families))).all() and targets.dtype == np.int32
+    assert (sims <= 1 + 1e-9).all() and (sims >= -1).all()
+    index = {f: i for i, f in enumerate(families)}
+    # metzincin proteases (Pfam clan CL0126) and scorpion toxin-like knottins (CL0054) map to each other
+    for a, b in (("mmp", "svmp"), ("planttoxin", "scorptoxin")):
+        assert families[targets[index[a]]] == b and families[targets[index[b]]] == a
+    # centring removes the shared composition: no family is everyone's neighbour
+    assert np.bincount(targets).max() <= 12
+
+
+def test_confusable_noise_in_prepare_touches_only_train_with_exact_counts(novel_dataset):
+    out = novel_dataset[0]
+    manifest = store.read_manifest(out)
+    label = manifest["noise"]["label"]
+    train = store.read_split(out, "train")
+    vocabulary = [e[col.FAMILY_ID] for e in store.read_labels(out)]
+    assert label["kind"] == "confusable" and label["noisy"] == round(0.4 * len(train)) == int(train[col.IS_NOISY].sum())
+    mapping = label["confusable"]["map"]
+    assert sorted(mapping) == vocabulary and all(m["family"] != f and m["family"] in vocabulary for f, m in mapping.items())
+    noisy = train[train[col.IS_NOISY]]
+    assert (noisy[col.FAMILY_ID] == noisy[col.CLEAN_FAMILY_ID].map(lambda f: mapping[f]["family"])).all()
+    assert label["pair_map"] == [vocabulary.index(mapping[f]["family"]) for f in vocabulary]
+    # the map comes from the training domains only (clean labels), as recorded
+    targets, sims = confusable_map(train[col.SEQUENCE].tolist(), train[col.CLEAN_LABEL].to_numpy(), len(vocabulary))
+    assert [vocabulary[t] for t in targets] == [mapping[f]["family"] for f in vocabulary]
+    assert np.allclose(sims, [mapping[f]["similarity"] for f in vocabulary], atol=1e-6)
+    for split in ("dev", "test"):
+        frame = store.read_split(out, split)
+        assert not frame[col.IS_NOISY].any() and (frame[col.LABEL] == frame[col.CLEAN_LABEL]).all()
+
+
+# ----------------------------------------------------------------------------------------------- unknown scores
+
+
+def test_scores_auroc_and_the_selection_half():
+    logits = np.array([[10.0, 0.0, 0.0], [1.0, 1.0, 1.0], [3.0, 2.0, 0.0]])
+    assert np.allclose(score(logits, "max_p"), [np.exp(10) / (np.exp(10) + 2), 1 / 3, np.exp(3) / (np.exp(3) + np.exp(2) + 1)])
+    assert np.isclose(score(logits, "entropy")[1], 0.0) and score(logits, "entropy")[0] > 0.99
+    assert np.allclose(score(logits, "energy"), np.log(np.exp(logits).sum(axis=1)))
+    assert np.allclose(score(logits + 5, "max_p"), score(logits, "max_p"))  # shift: same p, energy + 5
+    assert np.allclose(score(logits + 5, "energy"), score(logits, "energy") + 5)
+    assert auroc([3, 4, 5], [0, 1, 2]) == 1.0 and auroc([0, 1], [2, 3]) == 0.0 and auroc([1, 1], [1]) == 0.5
+    assert auroc([2, 0], [1]) == 0.5
+    families = np.array(["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"] * 4)
+    half = selection_half(families, 0)
+    assert set(families[half]).isdisjoint(families[~half]) and len(set(families[half])) == 2
+    assert np.array_equal(half, selection_half(families, 0))
+    single = selection_half(np.array(["a"] * 7), 0)
+    assert single.sum() == 4
+
+
+def test_novel_metrics_choose_on_dev_and_report_on_test():
+    rng = np.random.default_rng(0)
+    known_dev, known_test = rng.normal(0, 1, (400, 5)), rng.normal(0, 1, (400, 5))
+    known_dev[:, 0] += 6
+    known_test[:, 0] += 6
+    novel = rng.normal(0, 1, (200, 5))
+    families = np.repeat(np.array(["n1", "n2", "n3", "n4"]), 50)
+    novel[families == "n1", 1] += 6  # confident and wrong: only the energy score can tell
+    metrics = novel_metrics(known_dev, known_test, novel, families, seed=1)
+    half = selection_half(families, 1)
+    assert metrics["novel/selection_families"] == sorted(set(families[half]))
+    assert metrics["novel/evaluation_domains"] == int((~half).sum()) == 100
+    for name in ("max_p", "entropy", "energy"):
+        assert metrics[f"novel/auroc_{name}"] == auroc(score(known_test, name), score(novel[~half], name))
+        cut = np.quantile(score(known_dev, name), 0.01)
+        assert metrics[f"novel/flagged_known_test_{name}"] == np.mean(score(known_test, name) < cut)
+        assert metrics[f"novel/flagged_novel_{name}"] == np.mean(score(novel[~half], name) < cut)
+    best = max(("max_p", "entropy", "energy"), key=lambda n: metrics[f"novel/dev_auroc_{n}"])
+    assert metrics["novel/chosen_score"] == best and metrics["novel/auroc"] == metrics[f"novel/auroc_{best}"]
+
+
+# ----------------------------------------------------------------------------------------------- train + predict
+
+
+def test_train_records_novel_metrics_and_predict_uses_the_chosen_score(novel_dataset, tmp_path, tiny_config):
+    from protlc.training.run import train
+
+    out = novel_dataset[0]
+    metrics = train(out, tmp_path / "run", tiny_config(**{"trainer.max_epochs": 1}))
+    saved = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    assert saved["novel/chosen_score"] == metrics["novel/chosen_score"] in ("max_p", "entropy", "energy")
+    for name in ("max_p", "entropy", "energy"):
+        assert 0.0 <= saved[f"novel/auroc_{name}"] <= 1.0
+    assert saved["novel/evaluation_domains"] + saved["novel/selection_domains"] == 320
+    calibration = json.loads((tmp_path / "run" / "calibration.json").read_text())
+    chosen = calibration["unknown_score"]
+    assert chosen == saved["novel/chosen_score"] == saved["dev/unknown_score"]
+    assert calibration["thresholds"][chosen] == saved["dev/unknown_threshold"] == saved["novel/threshold"]
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    assert {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp"}[chosen] in result.output
+    frame = pd.read_csv(tmp_path / "p.csv").merge(store.read_split(out, col.NOVEL)[[col.SEQUENCE_NAME, col.FAMILY_ID]])
+    evaluation = frame[col.FAMILY_ID].isin(saved["novel/evaluation_families"])
+    assert abs(frame["is_unknown"][evaluation].mean() - saved[f"novel/flagged_novel_{chosen}"]) <= 1 / evaluation.sum()
+    result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "h.csv", "--unknown-score", "entropy")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(tmp_path / "h.csv")
+    expected = frame["confidence"] < calibration["thresholds"]["entropy"]
+    borderline = (frame["confidence"] - calibration["thresholds"]["entropy"]).abs() < 1e-5
+    assert (frame["is_unknown"] == expected)[~borderline].all()
+    # an old calibration file (max p only) still works, and means max p
+    (tmp_path / "run" / "calibration.json").write_text(json.dumps({"unknown_threshold": 0.5}))
+    result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "old.csv")
+    assert result.exit_code == 0 and "top probability < 0.500" in result.output
+    old = pd.read_csv(tmp_path / "old.csv")
+    assert (old["is_unknown"] == (old["probability"] < 0.5)).all()
+    result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "e.csv", "--unknown-score", "energy")
+    assert result.exit_code == 2 and "has a threshold for max_p only; pass --unknown-threshold" in result.output
