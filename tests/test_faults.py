@@ -588,7 +588,7 @@ def test_sigterm_during_predict_leaves_no_output_and_exits_143(whole_run, sequen
                                                                sigterm_fallback):
     import protlc.predict
 
-    _sigterm_on_call(monkeypatch, protlc.predict, "predict_proba")
+    _sigterm_on_call(monkeypatch, protlc.predict, "model_outputs")
     out = tmp_path / "out" / "predictions.csv"
     out.parent.mkdir()
     result = invoke("predict", whole_run[0] / "checkpoints" / "last.ckpt", sequences_csv, "--out", out)
