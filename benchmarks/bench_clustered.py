@@ -41,9 +41,11 @@ from protlc.model.checkpoint import load_checkpoint  # noqa: E402
 KS = (1, 5, 25)
 
 
-def head_probs(model, emb_raw: np.ndarray) -> np.ndarray:
+def head_probs(head: torch.nn.Module, emb_raw: np.ndarray) -> np.ndarray:
+    """Softmax of the classification head over precomputed (pooled, eval-mode) embeddings, on the head's device."""
+    device = next(head.parameters()).device
     with torch.no_grad():
-        return softmax(model.head(torch.from_numpy(emb_raw)).float().numpy())
+        return softmax(head(torch.from_numpy(emb_raw).to(device)).float().cpu().numpy())
 
 
 def knn_votes(query: np.ndarray, reference: np.ndarray, labels: np.ndarray, num_classes: int, k: int,
@@ -95,8 +97,7 @@ def main(argv=None) -> int:
                                 precision=precision, tokens_per_batch=tokens)
             emb[name] = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
             if name != "train":
-                probs[name] = head_probs(model.cpu(), raw)
-                model.to(device)
+                probs[name] = head_probs(model.head, raw)
         all_emb.append(emb)
         all_probs.append(probs)
         per_model[str(checkpoint)] = evaluate(emb, probs, train_labels, truth, num_classes, device, hits)
