@@ -76,8 +76,15 @@ def test_same_seed_same_numbers_and_resume_reaches_the_uninterrupted_result(nois
     assert set(tqdm._instances) <= bars_before  # closed, or tqdm prints them again when Python exits
     assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "c" / "final_metrics.json").exists()
+    # what a kill -9 between an atomic write and its rename leaves: swept when the run resumes
+    partials = [tmp_path / "c" / sub / f".{name}.k9x_1.tmp" for sub, name in
+                (("", "metrics.csv"), ("checkpoints", "last.ckpt"), ("plots", "dynamics.png"))]
+    for partial in partials:
+        partial.parent.mkdir(exist_ok=True)
+        partial.write_bytes(b"half")
     resumed = comparable(train(noisy_dataset, tmp_path / "c", config, resume=True))
     assert resumed == first
+    assert not [p for p in partials if p.exists()]
     logs = [pd.read_csv(tmp_path / d / "metrics.csv") for d in "ac"]  # earlier epochs kept on resume
     assert logs[1]["step"].tolist() == logs[0]["step"].tolist()
 

@@ -26,6 +26,7 @@ from protlc.atomic import atomic_path
 from protlc.errors import CheckpointError, ConfigError
 from protlc.model.checkpoint import PROTLC_KEY, read_checkpoint
 
+PLOTS = "plots"
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 METRICS = "metrics.csv"
@@ -264,9 +265,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def remove_partial_files(out: Path) -> None:
-    """Temporary files of atomic writes (checkpoints, metrics.csv, config.yaml) that a kill interrupted
-    before their rename: never a finished file (called while holding the run directory's lock)."""
-    for directory in (out, out / CHECKPOINTS):
+    """Temporary files of atomic writes (checkpoints, metrics.csv, config.yaml, plots) that a kill
+    interrupted before their rename: never a finished file (called while holding the run directory's lock)."""
+    for directory in (out, out / CHECKPOINTS, out / PLOTS):
         for partial in directory.glob(".*.tmp") if directory.is_dir() else ():
             if partial.is_file():
                 partial.unlink(missing_ok=True)
