@@ -7,18 +7,22 @@ Run directory (docs/method.md §7)::
     RUN_DIR/metrics.csv                Lightning's CSV log (train/loss, tune/mse, tune/pearson, tune/spearman, lr)
     RUN_DIR/final_metrics.json         the best-on-tune model: test/pearson, test/spearman, tune/..., train/...,
                                        and ridge/test/pearson, ridge/test/spearman of the same split
-                                       (+ additive_start/... with head.additive=ridge: the head's starting point)
+                                       (+ additive_start/... when the head has the additive term: its starting point)
     RUN_DIR/test_predictions.csv       row, measured, predicted (head), ridge
     RUN_DIR/plots/test_scatter.png     predicted vs measured on the test split (head | ridge)
     RUN_DIR/plots/tune_curve.png       tune Pearson and MSE per epoch
+
+With ``head.additive: auto`` (the default) the candidates train in ``RUN_DIR/candidates/<name>/`` and the
+one best on the tune split becomes the run's model (:mod:`protlc.training.fitness_choice`).
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +30,7 @@ import pytorch_lightning as pl
 import torch
 
 from protlc.alphabet import ALPHABET, STANDARD, STOP
-from protlc.atomic import atomic_path, atomic_write_text
+from protlc.atomic import atomic_write_text
 from protlc.data import store
 from protlc.data.loading import EncodedSequences
 from protlc.dms import splits as dms_splits
@@ -41,17 +45,14 @@ from protlc.dms.tables import (
     sequence_matrix,
 )
 from protlc.errors import CheckpointError, ConfigError
-from protlc.inference import model_outputs
-from protlc.jsonio import write_json
-from protlc.metrics import correlation
 from protlc.model import get_preset
 from protlc.model.checkpoint import load_checkpoint, read_checkpoint
-from protlc.model.fitness import HEAD_DEFAULTS
+from protlc.model.fitness import ADDITIVE_KINDS, HEAD_DEFAULTS
 from protlc.training.callbacks import ThroughputCallback
 from protlc.training.config import COMMON_RULES, check_values, dump_config, load_config
 from protlc.training.datamodule import FamilyDataModule
 from protlc.training.fitness import FitnessModule, check_monitor
-from protlc.training.plots import save_figure
+from protlc.training.fitness_outputs import best_epoch, evaluate, write_run_outputs
 from protlc.training.run import fit, make_trainer
 from protlc.training.rundir import (
     DATA_SHA256,
@@ -68,6 +69,8 @@ SPLIT_KINDS = ("published", "random", "mutational", "positional")
 RESUME_FIXED = ("model", "head", "dms", "split")  # what --resume must not change (check_resume_unchanged)
 PARTS = dms_splits.PART_NAMES
 ADDITIVE_START_PREFIX = "additive_start/"
+AUTO = "auto"  # head.additive: train every candidate, keep the best on tune (protlc.training.fitness_choice)
+CANDIDATES = "candidates"  # RUN_DIR/candidates/<name>/: the run directory of each candidate of head.additive=auto
 
 # Defaults of a DMS run; configs/dms.yaml holds the same values with comments.
 DMS_DEFAULTS: dict = {
@@ -77,7 +80,7 @@ DMS_DEFAULTS: dict = {
     "split": {"kind": "random", "dir": None, "seed": 0, "fractions": [0.81, 0.09, 0.10], "mutational_k": 1,
               "positional_fraction": 0.2, "tune_fraction": 0.1},
     "model": {"preset": "small", "filters": 32, "dilations": [1, 2]},
-    "head": dict(HEAD_DEFAULTS),
+    "head": {**HEAD_DEFAULTS, "additive": AUTO},  # the model's own default stays none (old checkpoints)
     "optim": {"lr": 1e-3, "weight_decay": 0.0, "plateau_factor": 0.5, "plateau_patience": 2},
     "early_stopping": {"monitor": "tune/mse", "patience": 6},
     "data": {"batch_size": 128, "num_workers": 0},
@@ -95,6 +98,7 @@ DMS_RULES = {
     "head.channels": whole(1),
     "head.hidden": whole(1),
     "head.dropout": number(0, 1, high_open=True),
+    "head.additive": ((lambda v: v in (AUTO, *ADDITIVE_KINDS)), f"one of {AUTO}, {', '.join(ADDITIVE_KINDS)}"),
     "split.seed": whole(0),
     "split.mutational_k": whole(1),
     "split.positional_fraction": number(0, 1, low_open=True, high_open=True),
@@ -170,14 +174,6 @@ def _pfam_classifier(path: str | Path) -> tuple[dict, list, dict]:
                               f"{ckpt['protlc'].get('task')!r}")
     loaded = load_checkpoint(path, task="classify")  # its sizes checked against its tensors
     return dict(loaded.hparams["model_config"]), loaded.labels, loaded.model.state_dict()
-
-
-def _correlations(predicted: np.ndarray, measured: np.ndarray, part: str) -> dict[str, float | None]:
-    """Pearson and Spearman (None where undefined, e.g. a constant prediction) and the MSE of one part."""
-    predicted, measured = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
-    return {f"{part}/pearson": correlation(predicted, measured),
-            f"{part}/spearman": correlation(predicted, measured, "spearman"),
-            f"{part}/mse": float(np.mean((predicted - measured) ** 2)) if len(measured) else None}
 
 
 def resolve_dms_config(config: dict | None, table, *, notation=None, offset=None, score_column=None,
@@ -269,49 +265,125 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
                                 mutant_column=mutant_column, sequence_column=sequence_column,
                                 skip_invalid=skip_invalid, splits_dir=splits_dir, split=split, init=init, seed=seed)
     out = Path(out_dir)
+    if config["head"].get("additive") == AUTO:
+        from protlc.training.fitness_choice import train_auto
+
+        return train_auto(config, out, table, wt, resume, extra_callbacks, lock)
+    if resume and (out / CANDIDATES).is_dir():
+        raise ConfigError(f"--resume: {out} was started with head.additive=auto (it holds {CANDIDATES}/), now "
+                          f"{config['head'].get('additive')!r}; resume it with head.additive=auto")
     last = check_run_dir(out, resume)
     resumed = read_resume_checkpoint(last, "fitness") if last is not None else None
     check_values(config, DMS_RULES)
-    stopping = config["early_stopping"]
-    mode = check_monitor(stopping["monitor"])
+    check_monitor(config["early_stopping"]["monitor"])
+    data = prepare_data(config, table, wt)
+    if resumed is not None:
+        check_resume_unchanged(resumed, config, data.sha256, RESUME_FIXED, data_key="dms.table")
+
+    def start_run_dir() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        lock_new_run_dir(out, lock, last)
+        write_run_config(out, config, data)
+
+    fitted = fit_candidate(config, data, out, last, extra_callbacks, start_run_dir)
+    if fitted is None:
+        return None
+    predictions, metrics = evaluate(fitted.model, data, config, PARTS, fitted.device)
+    metrics.update(data.ridge.metrics())
+    if fitted.additive_start is not None:
+        metrics.update(fitted.additive_start.metrics(ADDITIVE_START_PREFIX))
+    metrics.update(run_figures(fitted, data, config))
+    write_run_outputs(out, data, metrics, predictions["test"])
+    return metrics
+
+
+@dataclass
+class DmsData:
+    """A DMS table read, split and encoded once per run, with its ridge baseline (shared by the candidates)."""
+    frame: pd.DataFrame
+    wild_type: str
+    parts: dict
+    sequences: np.ndarray
+    scores: np.ndarray
+    encoded: dict
+    sha256: str
+    ridge: object
+    ridge_seconds: float
+    _start: object = None
+    start_seconds: float | None = None
+
+    def additive_start(self):
+        """The ridge fit with substitution types that ``head.additive=ridge`` starts from (fitted once)."""
+        if self._start is None:
+            started = time.perf_counter()
+            self._start = ridge_baseline(self.wild_type, self.sequences, self.scores,
+                                         dms_splits.Split(**self.parts), substitution_types=True)
+            self.start_seconds = time.perf_counter() - started
+        return self._start
+
+
+def prepare_data(config: dict, table, wt) -> DmsData:
+    """Read and split the table (filling ``config["dms"]``'s wild type, notation and offset), fit the ridge baseline."""
     dms = config["dms"]
     frame = load_dms_table(table, wt if wt is not None else dms["wild_type"], dms["notation"], dms["offset"],
                            dms["score_column"], dms["mutant_column"], sequence_column=dms["sequence_column"],
                            skip_invalid=bool(dms["skip_invalid"]))
     wild_type = frame.attrs["wild_type"]
     dms.update(wild_type=wild_type, notation=frame.attrs["notation"], offset=int(frame.attrs["offset"]))
-    data_sha256 = store.fingerprint(table)
-    if resumed is not None:
-        check_resume_unchanged(resumed, config, data_sha256, RESUME_FIXED, data_key="dms.table")
+    sha256 = store.fingerprint(table)
     parts = make_split(frame, config["split"]).parts()
     sequences = frame[MUTATED_SEQUENCE].to_numpy()
     scores = frame[SCORE].to_numpy()
-    module = _build_module(config, wild_type, scores[parts["train"]])
-    started_ridge = time.perf_counter()
-    split_parts = dms_splits.Split(**parts)
-    ridge = ridge_baseline(wild_type, sequences, scores, split_parts)
-    ridge_seconds = time.perf_counter() - started_ridge
-    start, start_seconds = None, {}
+    started = time.perf_counter()
+    ridge = ridge_baseline(wild_type, sequences, scores, dms_splits.Split(**parts))
+    ridge_seconds = time.perf_counter() - started
+    encoded = {p: ScoredSequences(sequences[rows].tolist(), scores[rows]) for p, rows in parts.items()}
+    return DmsData(frame, wild_type, parts, sequences, scores, encoded, sha256, ridge, ridge_seconds)
+
+
+def write_run_config(out: Path, config: dict, data: DmsData, rejects: bool = True) -> None:
+    atomic_write_text(out / "config.yaml", dump_config(config))
+    if rejects and config["dms"]["skip_invalid"]:
+        write_rejects(out / REJECTS_FILE, data.frame.attrs["rejects"])
+
+
+@dataclass
+class Fitted:
+    """One trained head: the model at its best-on-tune checkpoint and what its training measured."""
+    model: torch.nn.Module
+    device: torch.device
+    fit_seconds: float
+    epochs: int
+    best_epoch: int | None
+    throughput: dict
+    additive_start: object = None
+
+
+def fit_candidate(config: dict, data: DmsData, out: Path, last: Path | None, extra_callbacks,
+                  start_run_dir: Callable[[], None]) -> Fitted | None:
+    """Train one head (``config["head"]["additive"]`` none or ridge) in run directory ``out``, resuming from
+    ``last`` when given; ``start_run_dir`` makes and locks ``out`` once the trainer is built.
+
+    Returns:
+        the model at its best tune checkpoint, None on DDP ranks other than zero.
+    """
+    stopping = config["early_stopping"]
+    mode = check_monitor(stopping["monitor"])
+    module = _build_module(config, data.wild_type, data.scores[data.parts["train"]])
+    start = None
     if config["head"]["additive"] == "ridge":  # the additive term starts at ridge + substitution types
-        started_start = time.perf_counter()
-        start = ridge_baseline(wild_type, sequences, scores, split_parts, substitution_types=True)
-        start_seconds = {"time/additive_start_seconds": time.perf_counter() - started_start}
+        start = data.additive_start()
         if last is None:
             module.start_from_additive(*ridge_effects(start.model, start.alpha))
-
-    encoded = {p: ScoredSequences(sequences[rows].tolist(), scores[rows]) for p, rows in parts.items()}
-    datamodule = FamilyDataModule(encoded["train"], encoded["tune"], config["data"]["batch_size"], config["seed"],
-                                  config["data"]["num_workers"], config["eval"]["batch_size"])
+    datamodule = FamilyDataModule(data.encoded["train"], data.encoded["tune"], config["data"]["batch_size"],
+                                  config["seed"], config["data"]["num_workers"], config["eval"]["batch_size"])
     throughput = ThroughputCallback()
-    callbacks = [throughput, RecordInCheckpoint({DATA_SHA256: data_sha256}),
+    callbacks = [throughput, RecordInCheckpoint({DATA_SHA256: data.sha256}),
                  pl.callbacks.LearningRateMonitor(logging_interval="epoch"),
-                 pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"])), *extra_callbacks]
+                 pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"])),
+                 *extra_callbacks]
     trainer = make_trainer(config, out, callbacks, monitor=stopping["monitor"], mode=mode)
-    out.mkdir(parents=True, exist_ok=True)
-    lock_new_run_dir(out, lock, last)
-    atomic_write_text(out / "config.yaml", dump_config(config))
-    if dms["skip_invalid"]:
-        write_rejects(out / REJECTS_FILE, frame.attrs["rejects"])
+    start_run_dir()
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seed it for this run only
         torch.manual_seed(int(config["seed"]))
@@ -319,82 +391,20 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
     fit_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return None
-
     best_path = trainer.checkpoint_callback.best_model_path
     if best_path:
         module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
-    device = trainer.strategy.root_device  # Lightning hands the module back on the CPU after fit
-    model = module.model.to(device)
-    predictions = {p: model_outputs(model, encoded[p], config["eval"]["batch_size"], device,
-                                    config["trainer"]["precision"]) for p in PARTS}
-    metrics: dict = {}
-    for p in PARTS:
-        metrics.update(_correlations(predictions[p], scores[parts[p]], p))
-    metrics.update(ridge.metrics())
-    if start is not None:
-        metrics.update(start.metrics(ADDITIVE_START_PREFIX))
-    epochs = trainer.current_epoch
-    metrics.update({
-        "time/fit_seconds": fit_seconds, "time/ridge_seconds": ridge_seconds, **start_seconds,
-        "epochs": epochs, "best_epoch": _best_epoch(out, stopping["monitor"], mode),
-        "time/seconds_per_epoch": fit_seconds / max(1, epochs),
-        "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "transfer": bool(dms["init"]), "rejected_rows": len(frame.attrs["rejects"]), **{f"split/{p}": len(parts[p]) for p in PARTS}, **throughput.figures(),
-    })
-    write_json(out / "final_metrics.json", metrics, sort_keys=True)
-    test = pd.DataFrame({"row": frame.index.to_numpy()[parts["test"]], "measured": scores[parts["test"]],
-                         "predicted": predictions["test"], "ridge": ridge.test_predictions})
-    with atomic_path(out / "test_predictions.csv") as tmp:
-        test.to_csv(tmp, index=False)
-    write_fitness_plots(out, test, metrics)
-    return metrics
+    # Lightning hands the module back on the CPU after fit
+    return Fitted(module.model, trainer.strategy.root_device, fit_seconds, trainer.current_epoch,
+                  best_epoch(out, stopping["monitor"], mode), throughput.figures(), start)
 
 
-def _best_epoch(out: Path, monitor: str, mode: str) -> int | None:
-    """0-based epoch of the best tune metric in ``metrics.csv`` (None when there is none)."""
-    path = out / "metrics.csv"
-    if not path.is_file():
-        return None
-    log = pd.read_csv(path)
-    if monitor not in log:
-        return None
-    rows = log.dropna(subset=[monitor])
-    best = rows[monitor].idxmin() if mode == "min" else rows[monitor].idxmax()
-    return int(rows.loc[best, "epoch"])
-
-
-def _figure(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.3f}"
-
-
-def write_fitness_plots(out: Path, test: pd.DataFrame, metrics: dict) -> None:
-    """``plots/test_scatter.png`` (head and ridge vs measured) and ``plots/tune_curve.png``."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
-    for ax, column, name, key in ((axes[0], "predicted", "fitness head", "test"),
-                                  (axes[1], "ridge", "ridge (one-hot)", "ridge/test")):
-        ax.scatter(test["measured"], test[column], s=3, alpha=0.35, linewidths=0)
-        low, high = test["measured"].min(), test["measured"].max()
-        ax.plot([low, high], [low, high], color="grey", lw=0.8)
-        ax.set_title(f"{name}: Pearson {_figure(metrics[key + '/pearson'])}, "
-                     f"Spearman {_figure(metrics[key + '/spearman'])}", fontsize=9)
-        ax.set_xlabel("measured score (test split)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("predicted score")
-    fig.tight_layout()
-    save_figure(fig, out / "plots" / "test_scatter.png")
-
-    log_path = out / "metrics.csv"
-    if log_path.is_file():
-        log = pd.read_csv(log_path)
-        if "tune/pearson" in log:
-            rows = log.dropna(subset=["tune/pearson"])
-            fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
-            for ax, column in zip(axes, ("tune/pearson", "tune/mse")):
-                ax.plot(rows["epoch"], rows[column], marker="o", ms=3)
-                ax.set_title(column, fontsize=10)
-                ax.set_xlabel("epoch")
-                ax.grid(alpha=0.3)
-            fig.tight_layout()
-            save_figure(fig, out / "plots" / "tune_curve.png")
+def run_figures(fitted: Fitted, data: DmsData, config: dict) -> dict:
+    """Times, epochs and sizes of a run for ``final_metrics.json``."""
+    start_seconds = {} if data.start_seconds is None else {"time/additive_start_seconds": data.start_seconds}
+    return {"time/fit_seconds": fitted.fit_seconds, "time/ridge_seconds": data.ridge_seconds, **start_seconds,
+            "epochs": fitted.epochs, "best_epoch": fitted.best_epoch,
+            "time/seconds_per_epoch": fitted.fit_seconds / max(1, fitted.epochs),
+            "num_parameters": sum(p.numel() for p in fitted.model.parameters() if p.requires_grad),
+            "transfer": bool(config["dms"]["init"]), "rejected_rows": len(data.frame.attrs["rejects"]),
+            **{f"split/{p}": len(data.parts[p]) for p in PARTS}, **fitted.throughput}
