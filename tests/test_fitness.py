@@ -388,8 +388,10 @@ def test_explicit_none_trains_one_head_the_same_as_the_none_candidate(auto_run, 
 
 
 def test_choose_uses_the_monitor_and_keeps_the_first_of_a_tie():
-    from protlc.training.fitness_choice import choose
+    from protlc.training.fitness_choice import candidate_names, choose
 
+    assert candidate_names({"head": {"kind": "positional"}}) == ("none", "ridge")
+    assert candidate_names({"head": {"kind": "pooled"}}) == ("none",)  # the pooled head cannot hold the table
     records = {"none": {"tune/mse": 1.0, "tune/pearson": 0.5}, "ridge": {"tune/mse": 0.9, "tune/pearson": 0.4}}
     assert choose(records, "tune/mse", "min") == "ridge"
     assert choose(records, "tune/pearson", "max") == "none"

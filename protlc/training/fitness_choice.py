@@ -38,19 +38,10 @@ from protlc.atomic import atomic_path
 from protlc.errors import ConfigError
 from protlc.jsonio import write_json
 from protlc.model.checkpoint import load_checkpoint
-from protlc.training.config import check_values
 from protlc.training.fitness import check_monitor
+from protlc.training.fitness_data import prepare_data, write_run_config
+from protlc.training.fitness_fit import ADDITIVE_START_PREFIX, CANDIDATES, PARTS, RESUME_FIXED, fit_candidate
 from protlc.training.fitness_outputs import evaluate, write_run_outputs
-from protlc.training.fitness_run import (
-    ADDITIVE_START_PREFIX,
-    CANDIDATES,
-    DMS_RULES,
-    PARTS,
-    RESUME_FIXED,
-    fit_candidate,
-    prepare_data,
-    write_run_config,
-)
 from protlc.training.rundir import (
     CHECKPOINTS,
     FINISHED,
@@ -92,9 +83,9 @@ def choose(records: dict[str, dict], monitor: str, mode: str) -> str:
 
 
 def train_auto(config: dict, out: Path, table, wt, resume: bool, extra_callbacks, lock: RunLock) -> dict | None:
-    """Train every candidate of ``config`` (``head.additive: auto``) and finish ``out`` with the best on tune."""
+    """Train every candidate of ``config`` (``head.additive: auto``, values checked) and finish ``out`` with
+    the best on tune."""
     _check_auto_run_dir(out, resume)
-    check_values(config, DMS_RULES)
     monitor = config["early_stopping"]["monitor"]
     mode = check_monitor(monitor)
     data = prepare_data(config, table, wt)

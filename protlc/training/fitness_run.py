@@ -19,44 +19,31 @@ one best on the tune split becomes the run's model (:mod:`protlc.training.fitnes
 from __future__ import annotations
 
 import copy
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-import numpy as np
-import pandas as pd
 import pytorch_lightning as pl
-import torch
 
-from protlc.alphabet import ALPHABET, STANDARD, STOP
-from protlc.atomic import atomic_write_text
-from protlc.data import store
-from protlc.data.loading import EncodedSequences
-from protlc.dms import splits as dms_splits
-from protlc.dms.rejects import REJECTS_FILE, write_rejects
-from protlc.dms.ridge import OneHotRidge, ridge_baseline
-from protlc.dms.tables import (
-    MUTATED_SEQUENCE,
-    NUM_MUTATIONS,
-    POSITIONS,
-    SCORE,
-    load_dms_table,
-    sequence_matrix,
-)
-from protlc.errors import CheckpointError, ConfigError
-from protlc.model import get_preset
-from protlc.model.checkpoint import load_checkpoint, read_checkpoint
+from protlc.errors import ConfigError
 from protlc.model.fitness import ADDITIVE_KINDS, HEAD_DEFAULTS
-from protlc.training.callbacks import ThroughputCallback
-from protlc.training.config import COMMON_RULES, check_values, dump_config, load_config
-from protlc.training.datamodule import FamilyDataModule
-from protlc.training.fitness import FitnessModule, check_monitor
-from protlc.training.fitness_outputs import best_epoch, evaluate, write_run_outputs
-from protlc.training.run import fit, make_trainer
+from protlc.training.config import COMMON_RULES, check_values, load_config
+from protlc.training.fitness import check_monitor
+from protlc.training.fitness_choice import train_auto
+from protlc.training.fitness_data import SPLIT_KINDS, ScoredSequences, make_split  # noqa: F401 (re-exported)
+from protlc.training.fitness_data import prepare_data, write_run_config
+from protlc.training.fitness_fit import (  # noqa: F401 (_build_module, ridge_effects: re-exported)
+    ADDITIVE_START_PREFIX,
+    AUTO,
+    CANDIDATES,
+    PARTS,
+    RESUME_FIXED,
+    _build_module,
+    fit_candidate,
+    ridge_effects,
+    run_figures,
+)
+from protlc.training.fitness_outputs import evaluate, write_run_outputs
 from protlc.training.rundir import (
-    DATA_SHA256,
-    RecordInCheckpoint,
     RunLock,
     check_resume_unchanged,
     check_run_dir,
@@ -64,13 +51,6 @@ from protlc.training.rundir import (
     read_resume_checkpoint,
 )
 from protlc.validate import number, whole
-
-SPLIT_KINDS = ("published", "random", "mutational", "positional")
-RESUME_FIXED = ("model", "head", "dms", "split")  # what --resume must not change (check_resume_unchanged)
-PARTS = dms_splits.PART_NAMES
-ADDITIVE_START_PREFIX = "additive_start/"
-AUTO = "auto"  # head.additive: train every candidate, keep the best on tune (protlc.training.fitness_choice)
-CANDIDATES = "candidates"  # RUN_DIR/candidates/<name>/: the run directory of each candidate of head.additive=auto
 
 # Defaults of a DMS run; configs/dms.yaml holds the same values with comments.
 DMS_DEFAULTS: dict = {
@@ -111,71 +91,6 @@ def load_dms_config(files=(), overrides=()) -> dict:
     return load_config(files, overrides, base=DMS_DEFAULTS)
 
 
-class ScoredSequences(EncodedSequences):
-    """:class:`EncodedSequences` whose batches also carry ``score`` ``(B,)`` float32."""
-
-    def __init__(self, sequences, scores):
-        super().__init__(sequences)
-        self.scores = torch.as_tensor(np.asarray(scores, dtype=np.float32))
-
-    def __getitem__(self, rows):
-        batch = super().__getitem__(rows)
-        batch["score"] = self.scores[batch["index"]]
-        return batch
-
-
-def make_split(frame: pd.DataFrame, split: dict) -> dms_splits.Split:
-    """The split named by ``split["kind"]`` (each random kind draws only from ``split["seed"]``).
-
-    Raises:
-        ConfigError: unknown kind, published without a directory, empty part.
-        InputError: bad split files.
-    """
-    kind = split["kind"]
-    if kind == "published":
-        if not split.get("dir"):
-            raise ConfigError("split kind 'published' needs the directory of train.txt, tune.txt, stest.txt (--splits DIR)")
-        published = dms_splits.published_split(split["dir"], frame.attrs.get("rows", len(frame)))
-        return _without_rejected(published, frame.index.to_numpy(), frame.attrs.get("rows", len(frame)))
-    if kind == "random":
-        return dms_splits.random_split(len(frame), split["fractions"], split["seed"])
-    if kind == "mutational":
-        return dms_splits.mutational_split(frame[NUM_MUTATIONS].to_numpy(), int(split["mutational_k"]),
-                                           split["seed"], split["tune_fraction"])
-    if kind == "positional":
-        return dms_splits.positional_split(frame[POSITIONS].tolist(), split["seed"], split["positional_fraction"],
-                                           split["tune_fraction"])
-    raise ConfigError(f"split.kind must be one of {', '.join(SPLIT_KINDS)}, got {kind!r}")
-
-
-def _without_rejected(split: dms_splits.Split, kept_rows: np.ndarray, rows: int) -> dms_splits.Split:
-    """A published split (input row numbers) as positions among the kept rows, rejected rows left out.
-
-    Raises:
-        ConfigError: a part is left empty.
-    """
-    if len(kept_rows) == rows:
-        return split
-    position = np.full(rows, -1, dtype=np.int64)
-    position[kept_rows] = np.arange(len(kept_rows))
-    parts = {name: position[rows_] for name, rows_ in split.parts().items()}
-    return dms_splits.finish_split(*(p[p >= 0] for p in parts.values()), what="published split without rejected rows")
-
-
-def _pfam_classifier(path: str | Path) -> tuple[dict, list, dict]:
-    """``(model_config, labels, classifier state)`` of a Pfam classifier checkpoint, for ``--init``.
-
-    Raises:
-        CheckpointError: unreadable, or not a classifier checkpoint.
-    """
-    ckpt = read_checkpoint(path)
-    if ckpt["protlc"].get("task") != "classify":
-        raise CheckpointError(f"{path}: --init needs a family classifier checkpoint (protlc train); this one is "
-                              f"{ckpt['protlc'].get('task')!r}")
-    loaded = load_checkpoint(path, task="classify")  # its sizes checked against its tensors
-    return dict(loaded.hparams["model_config"]), loaded.labels, loaded.model.state_dict()
-
-
 def resolve_dms_config(config: dict | None, table, *, notation=None, offset=None, score_column=None,
                        mutant_column=None, sequence_column=None, skip_invalid=None, splits_dir=None, split=None,
                        init=None, seed=None) -> dict:
@@ -196,44 +111,6 @@ def resolve_dms_config(config: dict | None, table, *, notation=None, offset=None
     return config
 
 
-def _build_module(config: dict, wild_type: str, train_scores: np.ndarray) -> FitnessModule:
-    """The model to train: scratch encoder of the configured size, or the ``dms.init`` Pfam encoder."""
-    dms = config["dms"]
-    labels: list = []
-    if dms["init"]:
-        model_config, labels, classifier_state = _pfam_classifier(dms["init"])
-    else:
-        model_config = get_preset(config["model"]["preset"]).to_dict()
-        model_config.update({k: v for k, v in config["model"].items() if k != "preset"})
-    module = FitnessModule(model_config, config["head"], wild_type, dms["notation"], dms["offset"], config,
-                           labels, float(train_scores.mean()), float(train_scores.std() or 1.0))
-    if dms["init"]:
-        module.load_pretrained(classifier_state)
-    return module
-
-
-def ridge_effects(model: OneHotRidge, alpha: float) -> tuple[torch.Tensor, float]:
-    """A fitted ridge model as a per-position residue table (the fitness head's additive start).
-
-    Ridge on the one-hot (with or without substitution types) is additive over substitutions, so its
-    prediction for any variant is the wild type's prediction plus the effects of its substitutions,
-    each read off the prediction for that single mutant.
-
-    Returns:
-        ``(effects, wild_type_score)``: effects ``(L, ALPHABET.size)`` in score units (0 for the
-        wild-type residue and for letters it gives no weight), and the prediction for the wild type.
-    """
-    wild_type = model.wt_bytes.tobytes().decode("ascii")
-    length = len(wild_type)
-    letters = STANDARD + STOP
-    singles = [wild_type[:p] + a + wild_type[p + 1:] for p in range(length) for a in letters]
-    predicted = model.predict(sequence_matrix(singles + [wild_type], length), alpha)
-    effects = torch.zeros(length, ALPHABET.size)
-    effects[:, torch.from_numpy(ALPHABET.encode(letters).astype(np.int64))] = torch.from_numpy(
-        (predicted[:-1] - predicted[-1]).reshape(length, len(letters))).float()
-    return effects, float(predicted[-1])
-
-
 def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = None, config: dict | None = None,
               *, notation: str | None = None, offset: int | None = None, score_column: str | None = None,
               mutant_column: str | None = None, sequence_column: str | None = None, skip_invalid: bool | None = None,
@@ -243,7 +120,9 @@ def train_dms(table: str | Path, out_dir: str | Path, wt: str | Path | None = No
     """Train a fitness head on a DMS table and report it next to the ridge baseline of the same split.
 
     Keyword arguments override the matching ``config`` entries (``splits_dir`` implies the published
-    split). The model evaluated in ``final_metrics.json`` is the best on the tune split.
+    split). The model evaluated in ``final_metrics.json`` is the best on the tune split: the best
+    checkpoint of one head, or with ``head.additive: auto`` (the default) the best checkpoint of the
+    candidate head best on tune (:mod:`protlc.training.fitness_choice`).
 
     Returns:
         the final metrics on the global-zero process, None on other DDP ranks.
@@ -266,8 +145,7 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
                                 skip_invalid=skip_invalid, splits_dir=splits_dir, split=split, init=init, seed=seed)
     out = Path(out_dir)
     if config["head"].get("additive") == AUTO:
-        from protlc.training.fitness_choice import train_auto
-
+        check_values(config, DMS_RULES)
         return train_auto(config, out, table, wt, resume, extra_callbacks, lock)
     if resume and (out / CANDIDATES).is_dir():
         raise ConfigError(f"--resume: {out} was started with head.additive=auto (it holds {CANDIDATES}/), now "
@@ -297,114 +175,3 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
     return metrics
 
 
-@dataclass
-class DmsData:
-    """A DMS table read, split and encoded once per run, with its ridge baseline (shared by the candidates)."""
-    frame: pd.DataFrame
-    wild_type: str
-    parts: dict
-    sequences: np.ndarray
-    scores: np.ndarray
-    encoded: dict
-    sha256: str
-    ridge: object
-    ridge_seconds: float
-    _start: object = None
-    start_seconds: float | None = None
-
-    def additive_start(self):
-        """The ridge fit with substitution types that ``head.additive=ridge`` starts from (fitted once)."""
-        if self._start is None:
-            started = time.perf_counter()
-            self._start = ridge_baseline(self.wild_type, self.sequences, self.scores,
-                                         dms_splits.Split(**self.parts), substitution_types=True)
-            self.start_seconds = time.perf_counter() - started
-        return self._start
-
-
-def prepare_data(config: dict, table, wt) -> DmsData:
-    """Read and split the table (filling ``config["dms"]``'s wild type, notation and offset), fit the ridge baseline."""
-    dms = config["dms"]
-    frame = load_dms_table(table, wt if wt is not None else dms["wild_type"], dms["notation"], dms["offset"],
-                           dms["score_column"], dms["mutant_column"], sequence_column=dms["sequence_column"],
-                           skip_invalid=bool(dms["skip_invalid"]))
-    wild_type = frame.attrs["wild_type"]
-    dms.update(wild_type=wild_type, notation=frame.attrs["notation"], offset=int(frame.attrs["offset"]))
-    sha256 = store.fingerprint(table)
-    parts = make_split(frame, config["split"]).parts()
-    sequences = frame[MUTATED_SEQUENCE].to_numpy()
-    scores = frame[SCORE].to_numpy()
-    started = time.perf_counter()
-    ridge = ridge_baseline(wild_type, sequences, scores, dms_splits.Split(**parts))
-    ridge_seconds = time.perf_counter() - started
-    encoded = {p: ScoredSequences(sequences[rows].tolist(), scores[rows]) for p, rows in parts.items()}
-    return DmsData(frame, wild_type, parts, sequences, scores, encoded, sha256, ridge, ridge_seconds)
-
-
-def write_run_config(out: Path, config: dict, data: DmsData, rejects: bool = True) -> None:
-    atomic_write_text(out / "config.yaml", dump_config(config))
-    if rejects and config["dms"]["skip_invalid"]:
-        write_rejects(out / REJECTS_FILE, data.frame.attrs["rejects"])
-
-
-@dataclass
-class Fitted:
-    """One trained head: the model at its best-on-tune checkpoint and what its training measured."""
-    model: torch.nn.Module
-    device: torch.device
-    fit_seconds: float
-    epochs: int
-    best_epoch: int | None
-    throughput: dict
-    additive_start: object = None
-
-
-def fit_candidate(config: dict, data: DmsData, out: Path, last: Path | None, extra_callbacks,
-                  start_run_dir: Callable[[], None]) -> Fitted | None:
-    """Train one head (``config["head"]["additive"]`` none or ridge) in run directory ``out``, resuming from
-    ``last`` when given; ``start_run_dir`` makes and locks ``out`` once the trainer is built.
-
-    Returns:
-        the model at its best tune checkpoint, None on DDP ranks other than zero.
-    """
-    stopping = config["early_stopping"]
-    mode = check_monitor(stopping["monitor"])
-    module = _build_module(config, data.wild_type, data.scores[data.parts["train"]])
-    start = None
-    if config["head"]["additive"] == "ridge":  # the additive term starts at ridge + substitution types
-        start = data.additive_start()
-        if last is None:
-            module.start_from_additive(*ridge_effects(start.model, start.alpha))
-    datamodule = FamilyDataModule(data.encoded["train"], data.encoded["tune"], config["data"]["batch_size"],
-                                  config["seed"], config["data"]["num_workers"], config["eval"]["batch_size"])
-    throughput = ThroughputCallback()
-    callbacks = [throughput, RecordInCheckpoint({DATA_SHA256: data.sha256}),
-                 pl.callbacks.LearningRateMonitor(logging_interval="epoch"),
-                 pl.callbacks.EarlyStopping(monitor=stopping["monitor"], mode=mode, patience=int(stopping["patience"])),
-                 *extra_callbacks]
-    trainer = make_trainer(config, out, callbacks, monitor=stopping["monitor"], mode=mode)
-    start_run_dir()
-    started = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seed it for this run only
-        torch.manual_seed(int(config["seed"]))
-        fit(trainer, module, datamodule, out, last)
-    fit_seconds = time.perf_counter() - started
-    if not trainer.is_global_zero:
-        return None
-    best_path = trainer.checkpoint_callback.best_model_path
-    if best_path:
-        module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
-    # Lightning hands the module back on the CPU after fit
-    return Fitted(module.model, trainer.strategy.root_device, fit_seconds, trainer.current_epoch,
-                  best_epoch(out, stopping["monitor"], mode), throughput.figures(), start)
-
-
-def run_figures(fitted: Fitted, data: DmsData, config: dict) -> dict:
-    """Times, epochs and sizes of a run for ``final_metrics.json``."""
-    start_seconds = {} if data.start_seconds is None else {"time/additive_start_seconds": data.start_seconds}
-    return {"time/fit_seconds": fitted.fit_seconds, "time/ridge_seconds": data.ridge_seconds, **start_seconds,
-            "epochs": fitted.epochs, "best_epoch": fitted.best_epoch,
-            "time/seconds_per_epoch": fitted.fit_seconds / max(1, fitted.epochs),
-            "num_parameters": sum(p.numel() for p in fitted.model.parameters() if p.requires_grad),
-            "transfer": bool(config["dms"]["init"]), "rejected_rows": len(data.frame.attrs["rejects"]),
-            **{f"split/{p}": len(data.parts[p]) for p in PARTS}, **fitted.throughput}
