@@ -60,6 +60,7 @@ def untrained_checkpoint(path: Path) -> dict:
     from protlc.training.fitness_run import load_dms_config
 
     config = load_dms_config([REPO / "configs" / "dms.yaml"])
+    config["head"]["additive"] = "none"  # one network (the default, auto, is a choice made by training)
     model_config = get_preset(config["model"]["preset"]).to_dict()
     model_config.update({k: v for k, v in config["model"].items() if k != "preset"})
     export_checkpoint(FitnessModule(model_config, config["head"], PAB1_WT, "proteingym", 1, config), path)

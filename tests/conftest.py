@@ -136,11 +136,12 @@ def pab1_wild_type(nn4dms) -> tuple[str, int]:
 @pytest.fixture(scope="session")
 def dms_tiny_config():
     """``dms_tiny_config(*overrides)``: a resolved train-dms config for a 2-epoch run of a tiny head
-    (``dms_tiny_config.overrides``: its settings as ``KEY=VALUE`` strings)."""
+    (``dms_tiny_config.overrides``: its settings as ``KEY=VALUE`` strings). It trains one head
+    (``head.additive=none``); tests of the default ``auto`` (two candidates) set ``head.additive=auto``."""
     from protlc.training.fitness_run import load_dms_config
 
     tiny = ["model.preset=tiny", "model.filters=16", "model.dilations=[1, 2]", "head.channels=2", "head.hidden=16",
-            "trainer.max_epochs=2", "data.batch_size=64", "trainer.log_every_n_steps=5", "trainer.progress_bar=false"]
+            "head.additive=none", "trainer.max_epochs=2", "data.batch_size=64", "trainer.log_every_n_steps=5", "trainer.progress_bar=false"]
 
     def make(*extra: str) -> dict:
         return load_dms_config(overrides=[*tiny, *extra])

@@ -176,7 +176,7 @@ def test_earlier_metrics_rows_stay_on_disk_throughout_a_resumed_run(dataset, who
 PAB1_WT = "GNIFIKNLHPDIDNKALYDTFSVFGDILSSKIATDENGKSKGFGFVHFEEEGAAKEAIDALNGMLLNGQEIYVAP"
 PAB1_OFFSET = 126
 TINY_DMS = ["model.preset=tiny", "model.filters=16", "model.dilations=[1, 2]", "head.channels=2", "head.hidden=16",
-            "head.dropout=0.0", "trainer.max_epochs=2", "data.batch_size=64", "trainer.log_every_n_steps=5",
+            "head.additive=none", "head.dropout=0.0", "trainer.max_epochs=2", "data.batch_size=64", "trainer.log_every_n_steps=5",
             "trainer.progress_bar=false", "early_stopping.patience=10"]
 
 

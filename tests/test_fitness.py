@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 from click.testing import CliRunner
 
@@ -311,3 +312,136 @@ def test_cli_sequence_column_and_skip_invalid(pab1_subset, nn4dms, tmp_path, dms
     assert set(test_rows) == stest - set(bad)  # input row numbers, rejected rows left out
     config = (tmp_path / "run" / "config.yaml").read_text()
     assert "sequence_column: sequence" in config and "skip_invalid: true" in config
+
+
+# ------------------------------------------------------------------------------------ head.additive: auto
+
+AUTO = ("head.additive=auto", "head.dropout=0.0", "early_stopping.patience=10")
+
+
+@pytest.fixture(scope="module")
+def auto_run(pab1_subset, tmp_path_factory, dms_tiny_config):
+    """The default head.additive=auto: both candidate heads trained (2 epochs each) on 1,022 real Pab1 variants."""
+    out = tmp_path_factory.mktemp("auto") / "run"
+    metrics = train_dms(pab1_subset, out, PAB1_WT, dms_tiny_config(*AUTO), offset=PAB1_OFFSET, seed=3)
+    return out, metrics
+
+
+def test_auto_is_the_default():
+    assert DMS_DEFAULTS["head"]["additive"] == "auto"
+
+
+def test_auto_trains_both_candidates_and_keeps_the_best_on_tune(auto_run):
+    out, metrics = auto_run
+    assert metrics == json.loads((out / "final_metrics.json").read_text())
+    assert metrics["choice/candidates"] == ["none", "ridge"] and metrics["choice/monitor"] == "tune/mse"
+    records = {}
+    for name in ("none", "ridge"):
+        records[name] = json.loads((out / "candidates" / name / "candidate_metrics.json").read_text())
+        assert not [k for k in records[name] if k.startswith("test/")]  # candidates are never evaluated on test
+        assert (out / "candidates" / name / "checkpoints" / "best.ckpt").is_file()
+        assert records[name]["epochs"] == 2
+        for key in ("tune/mse", "tune/pearson", "tune/spearman", "train/pearson"):
+            assert metrics[f"choice/{name}/{key}"] == records[name][key]
+    assert not [k for k in metrics if k.startswith("choice/") and "/test/" in k]
+    chosen = metrics["choice/chosen"]
+    assert records[chosen]["tune/mse"] == min(r["tune/mse"] for r in records.values())
+    # the run's model is the chosen candidate: its checkpoint, and its tune metrics re-measured by the final step
+    for name in ("best.ckpt", "last.ckpt"):
+        assert (out / "checkpoints" / name).read_bytes() == (out / "candidates" / chosen / "checkpoints" / name).read_bytes()
+    for key in ("tune/mse", "tune/pearson", "train/mse"):
+        assert metrics[key] == pytest.approx(records[chosen][key], abs=1e-12), key
+    assert ("additive_start/test/pearson" in metrics) == (chosen == "ridge")
+    assert metrics["time/fit_seconds"] == pytest.approx(sum(r["time/fit_seconds"] for r in records.values()))
+    assert metrics["ridge/test/pearson"] > 0.5 and metrics["epochs"] == 2
+    assert "additive: auto" in (out / "config.yaml").read_text()  # --resume reads it back
+    assert "additive: ridge" in (out / "candidates" / "ridge" / "config.yaml").read_text()
+
+
+def test_auto_test_metrics_are_the_chosen_models_and_score_reproduces_them(auto_run, pab1_subset, tmp_path):
+    from protlc.dms.scoring import score_library
+
+    out, metrics = auto_run
+    test = pd.read_csv(out / "test_predictions.csv")
+    from protlc.metrics import correlation
+
+    assert metrics["test/pearson"] == pytest.approx(correlation(test["predicted"], test["measured"]))
+    library = tmp_path / "library.csv"
+    table = pd.read_csv(pab1_subset, sep="\t")
+    table.iloc[test["row"]][["variant"]].to_csv(library, index=False)
+    score_library(out / "checkpoints" / "best.ckpt", library, tmp_path / "scored.csv", notation="nn4dms",
+                  offset=PAB1_OFFSET, mutant_column="variant")
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    np.testing.assert_allclose(scored["fitness"], test["predicted"], rtol=1e-5, atol=1e-5)
+    chosen = load_checkpoint(out / "checkpoints" / "best.ckpt", task="fitness")
+    assert chosen.hparams["head"]["additive"] == metrics["choice/chosen"]
+
+
+def test_explicit_none_trains_one_head_the_same_as_the_none_candidate(auto_run, pab1_subset, tmp_path, dms_tiny_config):
+    out, auto = auto_run
+    config = dms_tiny_config(*AUTO, "head.additive=none")
+    metrics = train_dms(pab1_subset, tmp_path / "none", PAB1_WT, config, offset=PAB1_OFFSET, seed=3)
+    assert not (tmp_path / "none" / "candidates").exists()
+    assert not [k for k in metrics if k.startswith("choice/")] and "additive_start/test/pearson" not in metrics
+    for key in ("tune/mse", "tune/pearson", "train/mse"):  # same seed, same start: the same training
+        assert metrics[key] == pytest.approx(auto[f"choice/none/{key}"], abs=1e-12), key
+
+
+def test_choose_uses_the_monitor_and_keeps_the_first_of_a_tie():
+    from protlc.training.fitness_choice import candidate_names, choose
+
+    assert candidate_names({"head": {"kind": "positional"}}) == ("none", "ridge")
+    assert candidate_names({"head": {"kind": "pooled"}}) == ("none",)  # the pooled head cannot hold the table
+    records = {"none": {"tune/mse": 1.0, "tune/pearson": 0.5}, "ridge": {"tune/mse": 0.9, "tune/pearson": 0.4}}
+    assert choose(records, "tune/mse", "min") == "ridge"
+    assert choose(records, "tune/pearson", "max") == "none"
+    assert choose({"none": {"tune/mse": 1.0}, "ridge": {"tune/mse": 1.0}}, "tune/mse", "min") == "none"
+    assert choose({"none": {"tune/pearson": None}, "ridge": {"tune/pearson": 0.1}}, "tune/pearson", "max") == "ridge"
+
+
+class _CrashInRidgeCandidate(pl.Callback):
+    """A kill at the start of epoch 1 of the candidate with the additive term."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if pl_module.model.additive is not None and trainer.current_epoch == 1:
+            raise RuntimeError("simulated kill")
+
+
+@pytest.mark.slow
+def test_auto_resume_keeps_finished_candidates_and_reaches_the_uninterrupted_result(auto_run, pab1_subset, tmp_path,
+                                                                                   dms_tiny_config):
+    out, first = auto_run
+    run = tmp_path / "run"
+    config = dms_tiny_config(*AUTO)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_dms(pab1_subset, run, PAB1_WT, config, offset=PAB1_OFFSET, seed=3, extra_callbacks=[_CrashInRidgeCandidate()])
+    assert (run / "candidates" / "none" / "candidate_metrics.json").is_file()
+    assert not (run / "candidates" / "ridge" / "candidate_metrics.json").exists()
+    assert not (run / "final_metrics.json").exists()
+    with pytest.raises(ConfigError, match="not empty; use --resume"):
+        train_dms(pab1_subset, run, PAB1_WT, config, offset=PAB1_OFFSET, seed=3)
+    none_before = (run / "candidates" / "none" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    resumed = train_dms(pab1_subset, run, PAB1_WT, config, offset=PAB1_OFFSET, seed=3, resume=True)
+    assert (run / "candidates" / "none" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == none_before  # kept
+    for key in ("test/pearson", "tune/mse", "choice/chosen", "choice/ridge/tune/mse", "choice/none/tune/mse"):
+        assert resumed[key] == first[key], key
+    with pytest.raises(ConfigError, match="finished run"):
+        train_dms(pab1_subset, run, PAB1_WT, config, offset=PAB1_OFFSET, seed=3, resume=True)
+
+
+def test_resume_refuses_to_switch_between_one_head_and_auto(run_dir, auto_run, pab1_subset, tmp_path, dms_tiny_config):
+    import shutil
+
+    one = tmp_path / "one"
+    shutil.copytree(run_dir, one)
+    (one / "final_metrics.json").unlink()
+    with pytest.raises(ConfigError, match="holds a run of one head"):
+        train_dms(pab1_subset, one, PAB1_WT, dms_tiny_config(*AUTO), offset=PAB1_OFFSET, seed=3, resume=True)
+    auto = tmp_path / "auto"
+    shutil.copytree(auto_run[0], auto)
+    (auto / "final_metrics.json").unlink()
+    with pytest.raises(ConfigError, match="started with head.additive=auto"):
+        train_dms(pab1_subset, auto, PAB1_WT, dms_tiny_config(*AUTO, "head.additive=ridge"), offset=PAB1_OFFSET,
+                  seed=3, resume=True)
+    with pytest.raises(ConfigError, match="head.additive must be one of auto, none, ridge"):
+        train_dms(pab1_subset, tmp_path / "bad", PAB1_WT, dms_tiny_config("head.additive=maybe"), offset=PAB1_OFFSET)

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROTLC = [sys.executable, "-m", "protlc"]
 # name -> config overrides of configs/dms.yaml; each data set is trained with every entry.
 GRID = {
-    "default": [],
+    "default": ["head.additive=none"],  # (train-dms' own default, head.additive=auto, trains both entries itself)
     "additive": ["head.additive=ridge"],
 }
 # The Pfam classifier for the transfer run has the DMS default encoder size (configs/dms.yaml: model).

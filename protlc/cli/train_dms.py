@@ -56,6 +56,8 @@ def train_dms_command(table, out_dir, config_files, overrides, max_epochs, batch
 
     The ridge baseline (one-hot) is fitted on the same split; RUN_DIR/final_metrics.json holds
     test/pearson, test/spearman and ridge/test/pearson, ridge/test/spearman, and plots/ a scatter plot.
+    By default (head.additive=auto) two heads train, without and with the additive ridge term, in
+    RUN_DIR/candidates/; the one better on the tune split is kept (choice/chosen in final_metrics.json).
     """
     from protlc.dms.rejects import REJECTS_FILE, skipped_message
     from protlc.training.fitness_run import load_dms_config, train_dms
@@ -71,5 +73,6 @@ def train_dms_command(table, out_dir, config_files, overrides, max_epochs, batch
                         splits_dir=splits_dir, split=split, init=init, seed=seed, resume=resume)
     if metrics is not None and metrics.get("rejected_rows") is not None and (out_dir / REJECTS_FILE).is_file():
         click.echo(skipped_message(metrics["rejected_rows"], out_dir / REJECTS_FILE), err=True)
-    echo_metrics(metrics, ["test/pearson", "test/spearman", "ridge/test/pearson", "ridge/test/spearman", "epochs"],
+    echo_metrics(metrics, ["test/pearson", "test/spearman", "ridge/test/pearson", "ridge/test/spearman", "epochs",
+                           "choice/chosen"],
                  out_dir)

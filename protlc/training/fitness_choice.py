@@ -1,0 +1,204 @@
+"""``head.additive: auto`` (the default of ``train-dms``): train each candidate head, keep the best on tune.
+
+The candidates are ``none`` (the network alone) and ``ridge`` (the network plus the per-position residue
+table that starts at a ridge fit); with ``head.kind: pooled``, which cannot hold the table, only ``none``.
+They train with the same config and seed (the same initial network weights, batch order and dropout) on
+the same split, one after the other, each in its own run directory::
+
+    RUN_DIR/candidates/<name>/config.yaml, metrics.csv, checkpoints/{best,last}.ckpt
+    RUN_DIR/candidates/<name>/candidate_metrics.json   train/ and tune/ metrics of its best checkpoint,
+                                                        epochs, fit time (written when it finishes)
+
+The chosen candidate is the one whose best checkpoint has the best value of the early-stopping monitor
+(``early_stopping.monitor``: tune/mse by default, or tune/pearson) on the tune split; a tie keeps the
+earlier candidate. The test split plays no part in the choice: only the chosen candidate is evaluated on
+it. Its checkpoints and log are copied to ``RUN_DIR/checkpoints/{best,last}.ckpt`` and
+``RUN_DIR/metrics.csv`` (so ``protlc score RUN_DIR/checkpoints/best.ckpt`` works as for one head), and
+``RUN_DIR/final_metrics.json`` holds its metrics plus ``choice/candidates``, ``choice/chosen``,
+``choice/monitor`` and ``choice/<name>/...`` (each candidate's train/ and tune/ metrics, epochs, fit
+seconds). ``time/fit_seconds`` is the training time of all candidates together (the cost of the run).
+
+``--resume`` continues an interrupted auto run: finished candidates are kept (after checking that they
+were trained with this model, head and data), an interrupted one resumes from its ``last.ckpt``, one that
+never reached its first checkpoint starts again, and then the choice is made.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from protlc.atomic import atomic_path
+from protlc.errors import ConfigError
+from protlc.jsonio import write_json
+from protlc.model.checkpoint import load_checkpoint
+from protlc.training.fitness import check_monitor
+from protlc.training.fitness_data import prepare_data, write_run_config
+from protlc.training.fitness_fit import ADDITIVE_START_PREFIX, CANDIDATES, PARTS, RESUME_FIXED, fit_candidate
+from protlc.training.fitness_outputs import evaluate, write_run_outputs
+from protlc.training.rundir import (
+    CHECKPOINTS,
+    FINISHED,
+    LAST,
+    METRICS,
+    RunLock,
+    check_resume_unchanged,
+    check_run_dir,
+    lock_new_run_dir,
+    read_resume_checkpoint,
+)
+
+CANDIDATE_METRICS = "candidate_metrics.json"
+CHOICE = "choice/"
+_DONE = "done"
+
+
+def candidate_names(config: dict) -> tuple[str, ...]:
+    """The candidates of ``head.additive: auto``, in the order that wins a tie."""
+    return ("none", "ridge") if config["head"]["kind"] == "positional" else ("none",)
+
+
+def candidate_config(config: dict, name: str) -> dict:
+    candidate = copy.deepcopy(config)
+    candidate["head"]["additive"] = name
+    return candidate
+
+
+def choose(records: dict[str, dict], monitor: str, mode: str) -> str:
+    """The candidate with the best ``monitor`` (``mode`` min or max); undefined values lose, ties keep the first."""
+    best, best_value = next(iter(records)), None
+    for name, record in records.items():
+        value = record.get(monitor)
+        if value is None or not math.isfinite(value):
+            continue
+        if best_value is None or (value < best_value if mode == "min" else value > best_value):
+            best, best_value = name, value
+    return best
+
+
+def train_auto(config: dict, out: Path, table, wt, resume: bool, extra_callbacks, lock: RunLock) -> dict | None:
+    """Train every candidate of ``config`` (``head.additive: auto``, values checked) and finish ``out`` with
+    the best on tune."""
+    _check_auto_run_dir(out, resume)
+    monitor = config["early_stopping"]["monitor"]
+    mode = check_monitor(monitor)
+    data = prepare_data(config, table, wt)
+    configs = {name: candidate_config(config, name) for name in candidate_names(config)}
+    states = {name: _candidate_state(out / CANDIDATES / name, cfg, data.sha256, resume) for name, cfg in configs.items()}
+    top_started = []
+
+    def start_top() -> None:
+        if not top_started:
+            out.mkdir(parents=True, exist_ok=True)
+            if resume:
+                lock.acquire()
+            else:
+                lock_new_run_dir(out, lock, None)
+            write_run_config(out, config, data)
+            top_started.append(True)
+
+    records, device = {}, torch.device("cpu")
+    rank_zero = pl.utilities.rank_zero_only.rank == 0
+    for name, cfg in configs.items():
+        sub = out / CANDIDATES / name
+        if states[name] == _DONE:
+            records[name] = json.loads((sub / CANDIDATE_METRICS).read_text())
+            continue
+        last = states[name]
+        with RunLock(sub, enabled=rank_zero) as sub_lock:
+            def start_sub() -> None:
+                start_top()
+                sub.mkdir(parents=True, exist_ok=True)
+                lock_new_run_dir(sub, sub_lock, last)
+                write_run_config(sub, cfg, data, rejects=False)
+
+            fitted = fit_candidate(cfg, data, sub, last, extra_callbacks, start_sub)
+        if fitted is None:  # another DDP rank: rank zero evaluates and chooses
+            continue
+        device = fitted.device
+        _, record = evaluate(fitted.model, data, cfg, ("train", "tune"), device)
+        record.update({"epochs": fitted.epochs, "best_epoch": fitted.best_epoch, "time/fit_seconds": fitted.fit_seconds,
+                       "time/seconds_per_epoch": fitted.fit_seconds / max(1, fitted.epochs), **fitted.throughput})
+        write_json(sub / CANDIDATE_METRICS, record, sort_keys=True)
+        records[name] = record
+    if not rank_zero:
+        return None
+    start_top()  # (a resumed run whose candidates had all finished)
+    chosen = choose(records, monitor, mode)
+    _install(out / CANDIDATES / chosen, out)
+    model = load_checkpoint(out / CHECKPOINTS / "best.ckpt", task="fitness").model
+    predictions, metrics = evaluate(model, data, configs[chosen], PARTS, device)
+    metrics.update(data.ridge.metrics())
+    if chosen == "ridge":  # the starting point of the chosen head (a baseline, like ridge/...)
+        metrics.update(data.additive_start().metrics(ADDITIVE_START_PREFIX))
+    record = records[chosen]
+    metrics.update({
+        "time/fit_seconds": sum(r["time/fit_seconds"] for r in records.values()),
+        "time/ridge_seconds": data.ridge_seconds,
+        **({} if data.start_seconds is None else {"time/additive_start_seconds": data.start_seconds}),
+        **{key: record.get(key) for key in ("epochs", "best_epoch", "time/seconds_per_epoch", "time/train_seconds",
+                                            "time/train_sequences_per_second", "time/train_residues_per_second")},
+        "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "transfer": bool(config["dms"]["init"]), "rejected_rows": len(data.frame.attrs["rejects"]),
+        **{f"split/{p}": len(data.parts[p]) for p in PARTS},
+        f"{CHOICE}candidates": list(records), f"{CHOICE}chosen": chosen, f"{CHOICE}monitor": monitor,
+    })
+    for name, r in records.items():
+        metrics.update({f"{CHOICE}{name}/{key}": value for key, value in r.items()
+                        if key.split("/")[0] in ("train", "tune") or key in ("epochs", "best_epoch", "time/fit_seconds")})
+    write_run_outputs(out, data, metrics, predictions["test"])
+    return metrics
+
+
+def _check_auto_run_dir(out: Path, resume: bool) -> None:
+    """What ``check_run_dir`` checks for a run of one head, for a run of candidates.
+
+    Raises:
+        ConfigError: a non-empty directory without --resume; with --resume a finished run, or a directory
+            that holds no candidates (nothing to resume, or a run of one head).
+    """
+    if not resume:
+        check_run_dir(out, False)
+        return
+    if (out / FINISHED).is_file():
+        raise ConfigError(f"--resume: {out} is a finished run ({FINISHED} exists), there is nothing to resume; "
+                          "start a new run with another --out")
+    if not (out / CANDIDATES).is_dir():
+        if (out / CHECKPOINTS / LAST).is_file():
+            raise ConfigError(f"--resume: {out} holds a run of one head (no {CANDIDATES}/), now head.additive=auto; "
+                              "resume it with the head.additive it started with")
+        raise ConfigError(f"--resume: no {CANDIDATES}/ in {out}; start a new run without --resume")
+
+
+def _candidate_state(sub: Path, config: dict, data_sha256: str, resume: bool):
+    """``"done"`` (finished), the ``last.ckpt`` to resume from, or None (train from the start); a finished or
+    interrupted candidate must have been trained with this config's model, head, data and split."""
+    last = sub / CHECKPOINTS / LAST
+    if not resume or not last.is_file():
+        return None  # a candidate that never reached its first checkpoint starts again (check_run_dir allows it)
+    check_resume_unchanged(read_resume_checkpoint(last, "fitness"), config, data_sha256, RESUME_FIXED,
+                           data_key="dms.table")
+    return _DONE if (sub / CANDIDATE_METRICS).is_file() else last
+
+
+def _install(candidate: Path, out: Path) -> None:
+    """The chosen candidate's checkpoints and log become the run's (atomic copies)."""
+    for name in ("best.ckpt", LAST):
+        source = candidate / CHECKPOINTS / name
+        if not source.is_file():
+            source = candidate / CHECKPOINTS / LAST
+        _copy(source, out / CHECKPOINTS / name)
+    if (candidate / METRICS).is_file():
+        _copy(candidate / METRICS, out / METRICS)
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target, durable=True) as tmp:
+        shutil.copyfile(source, tmp)
