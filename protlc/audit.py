@@ -37,8 +37,11 @@ class AuditSummary:
 
 
 def disputed_labels(logits: np.ndarray, observed: np.ndarray, temperature: float = 1.0, B: float = 12.0,
-                    tau: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    tau: float = 0.5, trust_temperature: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Suggested label, confidence and ε of every example from the final-step corrected target.
+
+    ε = g(Γ) · l(softmax(z / T_l)) with T_l = ``trust_temperature`` (None: ``temperature``), as in training
+    (a burn-in does not change g(Γ)).
 
     Args:
         logits: ``(N, C)`` final-model logits; observed: ``(N,)`` observed labels.
@@ -48,7 +51,8 @@ def disputed_labels(logits: np.ndarray, observed: np.ndarray, temperature: float
     """
     z = torch.from_numpy(logits)
     p_hat = sharpened(z, temperature)
-    eps = global_trust(1, 1, B, tau) * local_trust(p_hat)
+    p_trust = p_hat if trust_temperature is None else sharpened(z, trust_temperature)
+    eps = global_trust(1, 1, B, tau) * local_trust(p_trust)
     y = torch.nn.functional.one_hot(torch.as_tensor(np.array(observed), dtype=torch.long), z.shape[1]).float()
     q = corrected_target(y, p_hat, eps)
     return q.argmax(1).numpy(), p_hat.max(1).values.numpy(), eps.numpy()
@@ -80,7 +84,8 @@ def audit(checkpoint: str | Path, out_path: str | Path, dataset_dir: str | Path 
     if [lab["family_id"] for lab in labels] != [lab["family_id"] for lab in loaded.labels]:
         raise ConfigError(f"{dataset_dir}: its label vocabulary differs from the checkpoint's; audit the dataset the model was trained on")
     loss = loaded.config.get("loss", {})
-    params = {k: loss[k] for k in ("B", "tau", "temperature") if k in loss and loss.get("name", "").startswith("proselflc")}
+    params = {k: loss[k] for k in ("B", "tau", "temperature", "trust_temperature")
+              if k in loss and loss.get("name", "").startswith("proselflc")}
     logits = model_outputs(loaded.model.to(device), EncodedSequences(df[col.SEQUENCE].tolist()), batch_size, device,
                            precision, tokens_per_batch)
     observed = df[col.LABEL].to_numpy()

@@ -38,12 +38,16 @@ class LossOutput(NamedTuple):
         epsilon: ``(B,)`` detached ε used per example, or None (CCE, DM: no target correction).
         weights: ``(B,)`` detached normalised DM weights (sum 1), or None.
         target: ``(B, C)`` detached target q̃, or None (CCE, DM: the observed one-hot label).
+        global_trust: g(t) of ProSelfLC (0 during its burn-in), else None.
+        local_trust: ``(B,)`` l(p̂_i) of ProSelfLC, else None.
     """
 
     loss: torch.Tensor
     epsilon: torch.Tensor | None = None
     weights: torch.Tensor | None = None
     target: torch.Tensor | None = None
+    global_trust: float | None = None
+    local_trust: torch.Tensor | None = None
 
 
 # ---- pure units -------------------------------------------------------------------------------
@@ -61,6 +65,24 @@ def global_trust(step: int, total_steps: int, B: float = 12.0, tau: float = 0.5)
         return 1.0 / (1.0 + math.exp(-x))
     e = math.exp(x)
     return e / (1.0 + e)
+
+
+def burn_in_steps(total_steps: int, burn_in: float) -> int:
+    """Optimizer steps of a ProSelfLC burn-in: round(burn_in · Γ), at most Γ - 1 (0 for ``burn_in`` = 0)."""
+    return min(total_steps - 1, int(math.floor(burn_in * total_steps + 0.5))) if burn_in > 0 else 0
+
+
+def progressive_trust(step: int, total_steps: int, B: float = 12.0, tau: float = 0.5, burn_in: float = 0.0) -> float:
+    """g(t) with an optional burn-in (docs/method.md §1): 0 for the first ``b = burn_in_steps(Γ, burn_in)``
+    steps (the loss is CCE), then :func:`global_trust` over the remaining ``Γ - b`` steps, i.e.
+    g(t) = 1 / (1 + exp(-B ((t - b)/(Γ - b) - τ))). ``burn_in`` = 0 is exactly :func:`global_trust`.
+    """
+    if total_steps < 1 or step < 1:
+        raise ConfigError(f"global trust needs step >= 1 and total_steps >= 1, got step={step}, total_steps={total_steps}")
+    b = burn_in_steps(total_steps, burn_in)
+    if step <= b:
+        return 0.0
+    return global_trust(step - b, total_steps - b, B, tau)
 
 
 def local_trust(p: torch.Tensor) -> torch.Tensor:
@@ -239,23 +261,51 @@ class BootSoft(_FixedSelfTarget):
 
 
 class ProSelfLC(RobustLoss):
-    """ProSelfLC: q̃ = (1 - ε_i) y + ε_i p̂, ε_i = g(t) · l(p̂_i); T < 1 is ProSelfLC-AT."""
+    """ProSelfLC: q̃ = (1 - ε_i) y + ε_i p̂, ε_i = g(t) · l(softmax(z_i / T_l)); T < 1 is ProSelfLC-AT.
+
+    The local trust is measured at ``trust_temperature`` T_l; None (default) means T_l = T, the literal
+    l(p̂) of the method. T_l = 1 measures it on the learner's own p: at T = 0.2, l(p̂) trusts a weak model
+    with ~100 classes, which collapses short runs (docs/method.md §1). With T = 1 both are the same.
+    ``burn_in`` (a fraction of the run's optimizer steps, in [0, 1)) keeps ε = 0 (plain CCE) for the
+    first round(burn_in · Γ) steps and runs g over the rest (:func:`progressive_trust`).
+    """
 
     name = "proselflc"
 
-    def __init__(self, num_classes: int, B: float = 12.0, tau: float = 0.5, temperature: float = 1.0) -> None:
+    def __init__(self, num_classes: int, B: float = 12.0, tau: float = 0.5, temperature: float = 1.0,
+                 burn_in: float = 0.0, trust_temperature: float | None = None) -> None:
         super().__init__(num_classes)
         self.B = _check(self.name, "B", B, number(0))
         self.tau = _check(self.name, "tau", tau, number(0, 1))
         self.temperature = _check(self.name, "temperature", temperature, number(0, 1, low_open=True))
+        self.burn_in = _check(self.name, "burn_in", burn_in, number(0, 1, high_open=True))
+        self.trust_temperature = (None if trust_temperature is None else
+                                  _check(self.name, "trust_temperature", trust_temperature, number(0, 1, low_open=True)))
 
     def params(self):
-        return {"B": self.B, "tau": self.tau, "temperature": self.temperature}
+        return {"B": self.B, "tau": self.tau, "temperature": self.temperature, "burn_in": self.burn_in,
+                "trust_temperature": self.trust_temperature}
+
+    def trust(self, logits, step, total_steps):
+        """p̂ ``(B, C)``, g(t) and l(p̂) ``(B,)`` for these logits (detached)."""
+        p_hat = sharpened(logits, self.temperature)
+        t_l = self.trust_temperature
+        p_l = p_hat if t_l is None or t_l == self.temperature else sharpened(logits, t_l)
+        return p_hat, progressive_trust(step, total_steps, self.B, self.tau, self.burn_in), local_trust(p_l)
 
     def targets(self, logits, labels, step, total_steps):
-        p_hat = sharpened(logits, self.temperature)
-        eps = global_trust(step, total_steps, self.B, self.tau) * local_trust(p_hat)
+        p_hat, g, l = self.trust(logits, step, total_steps)
+        eps = g * l
         return corrected_target(self._one_hot(labels), p_hat, eps), eps
+
+    def forward(self, logits, labels, step, total_steps) -> LossOutput:
+        log_p = F.log_softmax(logits.float(), dim=-1)
+        with torch.no_grad():
+            p_hat, g, l = self.trust(logits, step, total_steps)
+            eps = g * l
+            target = corrected_target(self._one_hot(labels), p_hat, eps)
+        loss = -(target * log_p).sum(dim=-1).mean()
+        return LossOutput(loss=loss, epsilon=eps, target=target, global_trust=g, local_trust=l)
 
 
 class DerivativeManipulation(RobustLoss):

@@ -79,7 +79,9 @@ def test_local_trust_hand_values():
 # (name, label, step, total, expected target, expected ε, expected loss); targets worked out by hand:
 # LS: 0.875·y + 0.125/3. CP (T=0.4): p̂ = softmax(z/0.4) = [0.918423, 0.075389, 0.006188], q̃ = 0.75 y - 0.25 p̂.
 # Boot-soft (T=0.2): p̂ = softmax(z/0.2) = [0.993262, 0.006693, 0.000045], q̃ = 0.75 y + 0.25 p̂.
-# ProSelfLC (T=1, t/Γ=0.5): ε = 0.5 · 0.242321. ProSelfLC-AT (T=0.2, t=Γ): ε = 0.997527 · l(p̂) = 0.960596.
+# ProSelfLC (T=1, t/Γ=0.5): ε = 0.5 · 0.242321. ProSelfLC-AT (T=0.2, t=Γ): ε = 0.997527 · l(p̂) = 0.960596;
+# with trust_temperature=1 (local trust on the learner's p): ε = 0.997527 · l(p) = 0.241722,
+# q̃ = 0.758278 y + 0.241722 p̂.
 # loss = -Σ q̃ log p with log p = z - 2.407606.
 CASES = [
     ("cce", 0, 1, 10, [1.0, 0.0, 0.0], None, 0.4076059644),
@@ -89,6 +91,7 @@ CASES = [
     ("proselflc", 0, 5, 10, [0.9594404453, 0.0296514104, 0.0109081443], 0.1211604447, 0.4590736634),
     ("proselflc_at", 1, 10, 10, [0.9541235817, 0.0458331011, 0.0000433171], 0.9605957330, 0.4535256998),
 ]
+TRUST_T1_AT = (1, 10, 10, [0.2400931418, 0.7598959804, 0.0000109002], 0.2417217791, 1.1675237417)
 
 
 @pytest.mark.parametrize("name, label, step, total, target, eps, value", CASES, ids=[c[0] for c in CASES])
@@ -98,6 +101,16 @@ def test_target_and_loss_match_hand_values(name, label, step, total, target, eps
     if eps is None:
         assert out.epsilon is None
     else:
+        _close(out.epsilon, [eps])
+        _close(out.target, [target])
+
+
+def test_proselflc_at_with_the_local_trust_on_the_learners_own_prediction():
+    label, step, total, target, eps, value = TRUST_T1_AT
+    for loss in (build_loss("proselflc_at", 3, trust_temperature=1.0),
+                 build_loss("proselflc", 3, temperature=0.2, trust_temperature=1.0)):
+        out = loss(_logits(), torch.tensor([label]), step, total)
+        assert out.loss.item() == pytest.approx(value, abs=1e-5)
         _close(out.epsilon, [eps])
         _close(out.target, [target])
 
@@ -127,6 +140,10 @@ def test_gradient_hand_values_for_proselflc_at():
     build_loss("proselflc_at", 3)(logits, torch.tensor([1]), 10, 10).loss.backward()
     # p - q̃ with q̃ from CASES: [0.665241-0.954124, 0.244728-0.045833, 0.090031-0.000043]
     _close(logits.grad, [[-0.2888826260, 0.1988953700, 0.0899872561]])
+    logits = _logits(requires_grad=True)
+    build_loss("proselflc_at", 3, trust_temperature=1.0)(logits, torch.tensor([1]), 10, 10).loss.backward()
+    # l on p: [0.665241-0.240093, 0.244728-0.759896, 0.090031-0.000011]
+    _close(logits.grad, [[0.4251478613, -0.5151674747, 0.0900196806]])
 
 
 def test_cp_loss_stays_finite_for_extreme_logits():
@@ -271,7 +288,8 @@ def test_registry_names_and_defaults():
     assert build_loss("ls", 3).params() == {"epsilon": 0.125}
     assert build_loss("cp", 3).params() == {"epsilon": 0.25, "temperature": 0.4}
     assert build_loss("bootsoft", 3).params() == {"epsilon": 0.25, "temperature": 0.2}
-    assert build_loss("proselflc", 3).params() == {"B": 12.0, "tau": 0.5, "temperature": 1.0}
+    assert build_loss("proselflc", 3).params() == {"B": 12.0, "tau": 0.5, "temperature": 1.0, "burn_in": 0.0,
+                                                   "trust_temperature": None}
     assert build_loss("proselflc_at", 3).params()["temperature"] == 0.2
     assert build_loss("proselflc_at", 3, temperature=0.5).params()["temperature"] == 0.5
 

@@ -4,6 +4,7 @@ CCE vs ProSelfLC-AT, several seeds, one results table.
     python workflows/novel_families.py OUT [--data ../shared/data/pfam/exthomfam.tsv.gz] [--max-per-family N]
         [--novel-families 10] [--preset small|tiny|paper] [--max-epochs 5] [--seeds 0,1,2] [--jobs 1]
         [--settings clean,symmetric40,confusable20,confusable40] [--accelerator cpu|gpu] [--set KEY=VALUE]...
+        [--at-config configs/losses/proselflc_at.yaml]
 
 1. Input: ``--data`` (default: the full extHomFam), or with ``--max-per-family N`` at most N domains per
    family, drawn with ``default_rng(0)`` and kept in input order (``OUT/input.tsv``).
@@ -11,7 +12,8 @@ CCE vs ProSelfLC-AT, several seeds, one results table.
    (0), so every cell holds out the same K families and is tested on the same domains; the noise seed
    is the cell's seed. Settings: ``clean``; ``symmetric40`` (r = 0.4 symmetric); ``confusable20`` and
    ``confusable40`` (r = 0.2 / 0.4, each family's wrong label its most similar family by 3-mer profile).
-3. One ``protlc train`` run per (setting, loss, seed) (``configs/small_cpu.yaml`` + the loss preset +
+3. One ``protlc train`` run per (setting, loss, seed) (``configs/small_cpu.yaml`` + the loss preset, ProSelfLC-AT's
+   from ``--at-config`` +
    ``--preset``, ``--max-epochs``), which records the unknown-family metrics (``novel/...``, see
    :mod:`protlc.unknown`). The grid machinery of ``protlc reproduce`` runs it: a rerun skips finished
    cells and resumes killed ones; ``OUT/grid.json`` refuses a rerun with other settings.
@@ -43,8 +45,12 @@ SETTINGS = {
     "confusable20": NoiseSetting("confusable20", "confusable r=0.2", label_noise=0.2, label_noise_kind="confusable"),
     "confusable40": NoiseSetting("confusable40", "confusable r=0.4", label_noise=0.4, label_noise_kind="confusable"),
 }
-METHODS = [Method("CCE", REPO / "configs" / "losses" / "cce.yaml"),
-           Method("ProSelfLC-AT", REPO / "configs" / "losses" / "proselflc_at.yaml")]
+def methods(at_config: Path) -> list[Method]:
+    """CCE and ProSelfLC-AT (``at_config``: its loss preset, e.g. ``configs/losses/proselflc_at_short.yaml``)."""
+    return [Method("CCE", REPO / "configs" / "losses" / "cce.yaml"), Method("ProSelfLC-AT", at_config.resolve())]
+
+
+METHODS = methods(REPO / "configs" / "losses" / "proselflc_at.yaml")
 # the table's columns: final_metrics.json key -> heading
 COLUMNS = {
     "test/accuracy": "test accuracy", "test/confidence_entropy": "test 1-H(p)/H(u)", "test/ece": "test ECE",
@@ -76,7 +82,8 @@ def build_grid(args, data: Path) -> Grid:
         overrides[key] = value
     return Grid(source=__file__, data=[data], prepare={"split_seed": 0, "novel_families": args.novel_families},
                 noise=[SETTINGS[name] for name in args.settings.split(",")],
-                train_configs=[REPO / "configs" / "small_cpu.yaml"], train_set=overrides, methods=METHODS,
+                train_configs=[REPO / "configs" / "small_cpu.yaml"], train_set=overrides,
+                methods=methods(args.at_config) if getattr(args, "at_config", None) else METHODS,
                 seeds=parse_seeds(args.seeds), description="novel families, CCE vs ProSelfLC-AT")
 
 
@@ -126,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads per job [default: cores // jobs]")
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--at-config", type=Path, default=REPO / "configs" / "losses" / "proselflc_at.yaml",
+                        help="ProSelfLC-AT's loss preset [default: configs/losses/proselflc_at.yaml; for short runs with "
+                             "many classes: configs/losses/proselflc_at_short.yaml]")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
     args = parser.parse_args(argv)
     unknown = set(args.settings.split(",")) - set(SETTINGS)

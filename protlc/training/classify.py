@@ -63,6 +63,9 @@ class ClassifierModule(pl.LightningModule):
             loss = out.loss
             if out.epsilon is not None:
                 self.log("train/epsilon", out.epsilon.mean(), on_step=True, on_epoch=False)
+            if out.global_trust is not None:
+                self.log("train/global_trust", float(out.global_trust), on_step=True, on_epoch=False)
+                self.log("train/local_trust", out.local_trust.mean(), on_step=True, on_epoch=False)
             if out.weights is not None:
                 self.log("train/emphasis_variance", out.weights.var(unbiased=False), on_step=True, on_epoch=False)
         else:  # dev loss is plain CCE against the (clean) dev labels
