@@ -40,7 +40,14 @@ from protlc.jsonio import write_json
 from protlc.model.checkpoint import load_checkpoint
 from protlc.training.fitness import check_monitor
 from protlc.training.fitness_data import prepare_data, write_run_config
-from protlc.training.fitness_fit import ADDITIVE_START_PREFIX, CANDIDATES, PARTS, RESUME_FIXED, fit_candidate
+from protlc.training.fitness_fit import (
+    ADDITIVE_START_PREFIX,
+    CANDIDATES,
+    PARTS,
+    RESUME_FIXED,
+    data_figures,
+    fit_candidate,
+)
 from protlc.training.fitness_outputs import evaluate, write_run_outputs
 from protlc.training.rundir import (
     CHECKPOINTS,
@@ -139,14 +146,10 @@ def train_auto(config: dict, out: Path, table, wt, resume: bool, extra_callbacks
         metrics.update(data.additive_start().metrics(ADDITIVE_START_PREFIX))
     record = records[chosen]
     metrics.update({
+        **data_figures(model, data, config),
         "time/fit_seconds": sum(r["time/fit_seconds"] for r in records.values()),
-        "time/ridge_seconds": data.ridge_seconds,
-        **({} if data.start_seconds is None else {"time/additive_start_seconds": data.start_seconds}),
         **{key: record.get(key) for key in ("epochs", "best_epoch", "time/seconds_per_epoch", "time/train_seconds",
                                             "time/train_sequences_per_second", "time/train_residues_per_second")},
-        "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "transfer": bool(config["dms"]["init"]), "rejected_rows": len(data.frame.attrs["rejects"]),
-        **{f"split/{p}": len(data.parts[p]) for p in PARTS},
         f"{CHOICE}candidates": list(records), f"{CHOICE}chosen": chosen, f"{CHOICE}monitor": monitor,
     })
     for name, r in records.items():

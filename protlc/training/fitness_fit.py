@@ -139,12 +139,17 @@ def fit_candidate(config: dict, data: DmsData, out: Path, last: Path | None, ext
                   best_epoch(out, stopping["monitor"], mode), throughput.figures(), start)
 
 
-def run_figures(fitted: Fitted, data: DmsData, config: dict) -> dict:
-    """Times, epochs and sizes of a run for ``final_metrics.json``."""
+def data_figures(model, data: DmsData, config: dict) -> dict:
+    """Sizes and data-side times of a run for ``final_metrics.json`` (one head, or auto's chosen candidate)."""
     start_seconds = {} if data.start_seconds is None else {"time/additive_start_seconds": data.start_seconds}
-    return {"time/fit_seconds": fitted.fit_seconds, "time/ridge_seconds": data.ridge_seconds, **start_seconds,
-            "epochs": fitted.epochs, "best_epoch": fitted.best_epoch,
-            "time/seconds_per_epoch": fitted.fit_seconds / max(1, fitted.epochs),
-            "num_parameters": sum(p.numel() for p in fitted.model.parameters() if p.requires_grad),
+    return {"time/ridge_seconds": data.ridge_seconds, **start_seconds,
+            "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "transfer": bool(config["dms"]["init"]), "rejected_rows": len(data.frame.attrs["rejects"]),
-            **{f"split/{p}": len(data.parts[p]) for p in PARTS}, **fitted.throughput}
+            **{f"split/{p}": len(data.parts[p]) for p in PARTS}}
+
+
+def run_figures(fitted: Fitted, data: DmsData, config: dict) -> dict:
+    """Times, epochs and sizes of a run of one head for ``final_metrics.json``."""
+    return {**data_figures(fitted.model, data, config), "time/fit_seconds": fitted.fit_seconds,
+            "epochs": fitted.epochs, "best_epoch": fitted.best_epoch,
+            "time/seconds_per_epoch": fitted.fit_seconds / max(1, fitted.epochs), **fitted.throughput}
