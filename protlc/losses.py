@@ -85,6 +85,11 @@ def progressive_trust(step: int, total_steps: int, B: float = 12.0, tau: float =
     return global_trust(step - b, total_steps - b, B, tau)
 
 
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -sum_c target_c log softmax(logits)_c; ``(B, C)`` each, computed in float32."""
+    return -(target * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+
+
 def local_trust(p: torch.Tensor) -> torch.Tensor:
     """l(p) = 1 - H(p)/log C per row (0·log 0 = 0), clamped to [0, 1] against rounding.
 
@@ -180,11 +185,9 @@ class RobustLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, step: int, total_steps: int) -> LossOutput:
         """``logits`` ``(B, C)`` (any float dtype; computed in float32), ``labels`` ``(B,)`` long."""
-        log_p = F.log_softmax(logits.float(), dim=-1)
         with torch.no_grad():
             target, epsilon = self.targets(logits, labels, step, total_steps)
-        loss = -(target * log_p).sum(dim=-1).mean()
-        return LossOutput(loss=loss, epsilon=epsilon, target=target)
+        return LossOutput(loss=soft_cross_entropy(logits, target), epsilon=epsilon, target=target)
 
     def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         return F.one_hot(labels, self.num_classes).float()
@@ -299,13 +302,13 @@ class ProSelfLC(RobustLoss):
         return corrected_target(self._one_hot(labels), p_hat, eps), eps
 
     def forward(self, logits, labels, step, total_steps) -> LossOutput:
-        log_p = F.log_softmax(logits.float(), dim=-1)
+        """As :meth:`RobustLoss.forward`, plus g(t) and l(p̂) for the training log."""
         with torch.no_grad():
             p_hat, g, l = self.trust(logits, step, total_steps)
             eps = g * l
             target = corrected_target(self._one_hot(labels), p_hat, eps)
-        loss = -(target * log_p).sum(dim=-1).mean()
-        return LossOutput(loss=loss, epsilon=eps, target=target, global_trust=g, local_trust=l)
+        return LossOutput(loss=soft_cross_entropy(logits, target), epsilon=eps, target=target, global_trust=g,
+                          local_trust=l)
 
 
 class DerivativeManipulation(RobustLoss):
