@@ -10,9 +10,12 @@ dev and test against the clean labels for
 * ``knn{k}``: the k nearest training domains by cosine similarity of the encoder's pooled embedding (the
   ProtCNN work's ProtREP), a similarity-weighted vote of their observed labels;
 * ``mix``: the softmax probabilities plus the kNN vote share, weighted 1:1;
-* with ``--homology-per-family N``: ``phmmer`` (the best hit's family among N seeded training domains per
-  family, no hit = wrong) and ``fused`` / ``fused_mix`` (:mod:`protlc.homology`: the hit's family when its
-  E-value is at most a cutoff chosen on dev, else the network's softmax / mix answer).
+* with ``--homology-per-family N`` (0: every training domain): ``phmmer`` (the best hit's family among N
+  seeded training domains per family, no hit = wrong) and ``fused_softmax`` / ``fused_mix``
+  (:mod:`protlc.homology`'s best-hit fusion: the hit's family when its E-value is at most a cutoff chosen on
+  dev, else the network's softmax / mix answer) and ``fused_vote`` (its vote fusion, ``protlc predict``'s
+  default: top-25 hits' bit scores per family plus the weighted softmax log-probability, weight chosen on
+  dev).
 
 Nothing here is tuned on test: the same rules run on dev and test, and a user picks on dev.
 """
@@ -35,7 +38,7 @@ from protlc import columns as col  # noqa: E402
 from protlc.data.loading import EncodedSequences  # noqa: E402
 from protlc.data.store import read_split  # noqa: E402
 from protlc.inference import model_outputs, softmax  # noqa: E402
-from protlc.homology import Reference, choose_cutoff, fuse, reference_rows  # noqa: E402
+from protlc.homology import Reference, choose_cutoff, choose_weight, fuse, fuse_vote, reference_rows  # noqa: E402
 from protlc.model.checkpoint import load_checkpoint  # noqa: E402
 
 KS = (1, 5, 25)
@@ -81,8 +84,8 @@ def main(argv=None) -> int:
     truth = {s: splits[s][col.CLEAN_LABEL].to_numpy() for s in ("dev", "test")}
     started = time.perf_counter()
     hits = None
-    if args.homology_per_family:
-        rows = reference_rows(train_labels, args.homology_per_family, seed=0)
+    if args.homology_per_family is not None:
+        rows = reference_rows(train_labels, args.homology_per_family or None, seed=0)
         reference = Reference(splits["train"][col.SEQUENCE].to_numpy()[rows].tolist(), train_labels[rows])
         hits = {s: reference.search(splits[s][col.SEQUENCE].tolist(), args.threads) for s in ("dev", "test")}
         print(f"phmmer: {time.perf_counter() - started:.0f} s for {len(reference)} reference domains", flush=True)
@@ -134,6 +137,15 @@ def evaluate(emb, probs, train_labels, truth, num_classes, device, hits=None) ->
             out[f"fused_{base}_dev_by_cutoff"] = tried
             for split in ("dev", "test"):
                 answers[split][f"fused_{base}"] = fuse(answers[split][base], hits[split], cutoff)[0]
+        log_probs = {split: np.log(np.maximum(probs[split], 1e-12)) for split in ("dev", "test")}
+        weight, tried = choose_weight(log_probs["dev"], hits["dev"], truth["dev"])
+        out["fused_vote_weight"], out["fused_vote_dev_by_weight"] = weight, tried
+        for split in ("dev", "test"):
+            answers[split]["fused_vote"] = fuse_vote(log_probs[split], hits[split], weight)[0]
+    if hits is not None:  # paired: queries only one of the two gets right
+        fused_right, phmmer_right = answers["test"]["fused_vote"] == truth["test"], answers["test"]["phmmer"] == truth["test"]
+        out["test/fused_vote_only_right"] = int((fused_right & ~phmmer_right).sum())
+        out["test/phmmer_only_right"] = int((phmmer_right & ~fused_right).sum())
     for split in ("dev", "test"):
         y = truth[split]
         for name, predicted in answers[split].items():

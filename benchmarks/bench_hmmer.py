@@ -50,6 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from protlc import columns as col
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # noqa: E402
 from results import append, stamp  # noqa: E402
@@ -226,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     train, test, noisy_labels, families = load_splits(clean_dataset, noisy_dataset)
     split = split_name(clean_dataset)
     order = np.random.default_rng(SEED).permutation(len(families))
-    clean_labels, test_labels = train["label"].to_numpy(), test["label"].to_numpy()
+    # a dataset with noisy training labels still holds the clean ones: the "clean" methods use those
+    clean_labels = train[col.CLEAN_LABEL if col.CLEAN_LABEL in train else col.LABEL].to_numpy()
+    test_labels = test[col.LABEL].to_numpy()
     records, per_query = [], {}
 
     def record(n, method, accuracy, seconds, queries, **extra):

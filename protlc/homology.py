@@ -3,9 +3,16 @@ and its fusion with the network's prediction.
 
 A learned classifier carries a family to members it has seen something like; a sequence search finds a
 significant local alignment to one labelled domain even when the rest of the query is unlike anything in
-training. The fusion (docs/method.md §5, homology fusion) takes the family of the best phmmer hit when its
-E-value is at most a cutoff, and the network's prediction otherwise (no hit, or only weak ones): the
-network answers where the search is silent or unsure. The cutoff is chosen on a dev split, never test.
+training. Two fusions (docs/method.md §5, homology fusion), each with one knob chosen on a dev split,
+never test:
+
+* ``best-hit`` (:func:`fuse`): the family of the best phmmer hit when its E-value is at most a cutoff, the
+  network's prediction otherwise (no hit, or only weak ones).
+* ``vote`` (:func:`fuse_vote`, the default): every family named by the query's top :data:`VOTE_HITS` hits
+  gets the sum of their bit scores as evidence, and the answer maximises ``evidence_c + weight * log p_c``
+  over those families and the network's own top family. A family many good hits agree on wins over one
+  lucky hit (robust to wrong labels in the reference), the network breaks near-ties between families, and
+  where phmmer finds nothing the network answers.
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ from protlc.errors import ConfigError
 INSTALL_HINT = "install the 'hmmer' extra: pip install 'protlc[hmmer]' (the pyhmmer wheel bundles HMMER)"
 DEFAULT_EVALUE = 1e-3
 DEFAULT_PER_FAMILY = 100
+VOTE_HITS = 25
+FUSIONS = ("vote", "best-hit")
+WEIGHTS = (0.01, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # fuse_vote's weight candidates, network trust ascending
+_LOG_FLOOR = np.log(1e-12)
 
 
 def _pyhmmer():
@@ -38,11 +49,16 @@ class Hits:
         label: ``(N,)`` int64, the reference label of the best reported hit, -1 when there is none.
         evalue: ``(N,)`` float64, its E-value (``inf`` when there is no hit).
         bitscore: ``(N,)`` float64, its bit score (0 when there is no hit).
+        top_label, top_evalue, top_bits: ``(N, K)`` the same for the K best reported hits, best first
+            (padded with -1, ``inf`` and 0); None when only the best hit was kept.
     """
 
     label: np.ndarray
     evalue: np.ndarray
     bitscore: np.ndarray
+    top_label: np.ndarray | None = None
+    top_evalue: np.ndarray | None = None
+    top_bits: np.ndarray | None = None
 
 
 def reference_rows(labels: np.ndarray, per_family: int | None, seed: int) -> np.ndarray:
@@ -77,20 +93,20 @@ class Reference:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def search(self, queries: Sequence[str], threads: int = 1) -> Hits:
+    def search(self, queries: Sequence[str], threads: int = 1, keep: int = VOTE_HITS) -> Hits:
         """phmmer of every query against the reference (HMMER's default thresholds; E-values for the
-        reference's size)."""
+        reference's size), keeping the ``keep`` best reported hits of each."""
         pyhmmer = _pyhmmer()
         n = len(queries)
-        label, evalue, bitscore = np.full(n, -1, np.int64), np.full(n, np.inf), np.zeros(n)
-        if n == 0:
-            return Hits(label, evalue, bitscore)
-        for i, top in enumerate(pyhmmer.hmmer.phmmer(_digital(pyhmmer, queries), self._database, cpus=threads)):
-            best = next((h for h in top if h.reported), None)
-            if best is not None:
-                label[i] = self.labels[int(_name(best))]
-                evalue[i], bitscore[i] = best.evalue, best.score
-        return Hits(label, evalue, bitscore)
+        top_label, top_evalue, top_bits = np.full((n, keep), -1, np.int64), np.full((n, keep), np.inf), np.zeros((n, keep))
+        if n:
+            for i, top in enumerate(pyhmmer.hmmer.phmmer(_digital(pyhmmer, queries), self._database, cpus=threads)):
+                reported = sorted((h for h in top if h.reported), key=lambda h: (h.evalue, -h.score))[:keep]
+                for j, hit in enumerate(reported):
+                    top_label[i, j] = self.labels[int(_name(hit))]
+                    top_evalue[i, j], top_bits[i, j] = hit.evalue, hit.score
+        return Hits(top_label[:, 0].copy(), top_evalue[:, 0].copy(), top_bits[:, 0].copy(),
+                    top_label, top_evalue, top_bits)
 
 
 def _name(hit) -> str:
@@ -131,3 +147,101 @@ def choose_cutoff(network_label: np.ndarray, hits: Hits, truth: np.ndarray,
     accuracy = {c: float((fuse(network_label, hits, c)[0] == truth).mean()) for c in candidates}
     best = max(accuracy.values())
     return min(c for c, a in accuracy.items() if a == best), accuracy
+
+
+def family_evidence(hits: Hits, evalue_cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each top hit's family and that family's evidence for the query.
+
+    Returns:
+        ``(families, evidence)``, both ``(N, K)``: ``families`` is ``hits.top_label``; ``evidence[i, j]`` is the
+        sum of the (non-negative) bit scores of query i's top hits at or below ``evalue_cutoff`` labelled
+        ``families[i, j]``, 0 where hit j is missing or above the cutoff.
+    """
+    if hits.top_label is None:
+        raise ConfigError("the vote fusion needs the top hits of every query (Reference.search keeps them)")
+    counted = (hits.top_label >= 0) & (hits.top_evalue <= evalue_cutoff)
+    bits = np.where(counted, np.maximum(hits.top_bits, 0.0), 0.0)
+    same = hits.top_label[:, :, None] == hits.top_label[:, None, :]
+    evidence = np.where(counted, (same * bits[:, None, :]).sum(axis=2), 0.0)
+    return hits.top_label, evidence
+
+
+def fuse_vote(log_probs: np.ndarray, hits: Hits, weight: float,
+              evalue_cutoff: float = float("inf")) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted labels by homology evidence plus weighted network log-probability (module docstring).
+
+    Args:
+        log_probs: ``(N, C)`` the network's log-probabilities (floored at log 1e-12).
+        hits: the top hits of each query (:meth:`Reference.search`).
+        weight: > 0; the network's weight in bits per nat. Small: the hits decide and the network answers
+            only where there are none; large: the network decides unless it is unsure.
+        evalue_cutoff: hits above this E-value are no evidence.
+
+    Returns:
+        ``(labels, supported)``: ``(N,)`` int64, and bool: whether the answer has hit evidence.
+
+    Raises:
+        ConfigError: weight not > 0, or hits without their top hits.
+    """
+    if not weight > 0:
+        raise ConfigError(f"--homology-weight must be > 0, got {weight}")
+    log_probs = np.maximum(np.asarray(log_probs, dtype=np.float64), _LOG_FLOOR)
+    families, evidence = family_evidence(hits, evalue_cutoff)
+    rows = np.arange(len(log_probs))
+    network = log_probs.argmax(axis=1)
+    candidate = np.where(evidence > 0, evidence + weight * log_probs[rows[:, None], np.maximum(families, 0)], -np.inf)
+    network_evidence = np.where(families == network[:, None], evidence, 0.0).max(axis=1, initial=0.0)
+    network_score = network_evidence + weight * log_probs[rows, network]
+    best = candidate.argmax(axis=1) if candidate.shape[1] else np.zeros(len(rows), np.int64)
+    best_score = candidate[rows, best] if candidate.shape[1] else np.full(len(rows), -np.inf)
+    by_hits = best_score > network_score
+    labels = np.where(by_hits, families[rows, best] if families.shape[1] else network, network)
+    supported = by_hits | (network_evidence > 0)
+    return labels.astype(np.int64), supported
+
+
+def choose_weight(log_probs: np.ndarray, hits: Hits, truth: np.ndarray, evalue_cutoff: float = float("inf"),
+                  candidates: Sequence[float] = WEIGHTS) -> tuple[float, dict]:
+    """The candidate weight of :func:`fuse_vote` with the best accuracy on a dev split (ties: the larger
+    weight, i.e. more trust in the network), and the accuracy of each."""
+    accuracy = {w: float((fuse_vote(log_probs, hits, w, evalue_cutoff)[0] == truth).mean()) for w in candidates}
+    best = max(accuracy.values())
+    return max(w for w, a in accuracy.items() if a == best), accuracy
+
+
+@dataclass
+class HomologyFusion:
+    """How phmmer hits and the network's probabilities make one answer.
+
+    Attributes:
+        method: ``vote`` (:func:`fuse_vote`) or ``best-hit`` (:func:`fuse`).
+        evalue: best-hit: the cutoff at which a hit decides; vote: hits above it are no evidence.
+        weight: vote: the network's weight (see :func:`fuse_vote`).
+    """
+
+    method: str
+    evalue: float
+    weight: float | None = None
+
+    def apply(self, probs: np.ndarray, hits: Hits) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels, from_homology)`` for ``(N, C)`` probabilities."""
+        if self.method == "vote":
+            return fuse_vote(np.log(np.maximum(probs, 1e-12)), hits, self.weight, self.evalue)
+        return fuse(probs.argmax(axis=1), hits, self.evalue)
+
+
+def homology_fusion_rule(method: str, evalue: float | None, weight: float | None) -> HomologyFusion:
+    """The checked fusion settings (module docstring).
+
+    Raises:
+        ConfigError: an unknown method, a negative E-value, a weight that is not > 0.
+    """
+    if method not in FUSIONS:
+        raise ConfigError(f"--homology-fusion {method!r}: choose one of {', '.join(FUSIONS)}")
+    if evalue is None:
+        evalue = DEFAULT_EVALUE if method == "best-hit" else float("inf")
+    if not evalue >= 0:
+        raise ConfigError(f"--homology-evalue must be >= 0, got {evalue}")
+    if weight is not None and not weight > 0:
+        raise ConfigError(f"--homology-weight must be > 0, got {weight}")
+    return HomologyFusion(method, float(evalue), weight)

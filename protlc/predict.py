@@ -6,7 +6,7 @@ top1_family, top1_probability, ..., topK_family, topK_probability`` where ``prob
 predicted family's softmax probability and ``confidence`` is 1 - H(p)/H(u). With a homology
 reference (:mod:`protlc.homology`) three more columns follow ``is_unknown``: ``homology_family`` (the
 best phmmer hit's family, empty without a hit), ``homology_evalue`` and ``source`` (``homology`` when
-that hit decided the prediction, else ``network``).
+hits support the predicted family, else ``network``).
 
 Unknown ("know the unknown"): a sequence is flagged when its unknown score (:mod:`protlc.unknown`) is
 below the threshold. The score is the one the run chose on its dev data when it was trained on a dataset
@@ -30,7 +30,16 @@ from protlc.data.chunks import ChunkWriter, check_not_input, iter_sequence_chunk
 from protlc.data.loading import EncodedSequences
 from protlc.data.store import read_labels, read_table
 from protlc.errors import ConfigError
-from protlc.homology import DEFAULT_EVALUE, DEFAULT_PER_FAMILY, Hits, Reference, fuse, reference_rows
+from protlc.homology import (
+    DEFAULT_EVALUE,
+    DEFAULT_PER_FAMILY,
+    Hits,
+    HomologyFusion,
+    Reference,
+    choose_weight,
+    homology_fusion_rule,
+    reference_rows,
+)
 from protlc.inference import (
     check_device,
     inference_precision,
@@ -46,10 +55,10 @@ from protlc.unknown import DEFAULT_SCORE, SCORES, score
 
 def prediction_frame(names, probs: np.ndarray, labels: list[dict], top_k: int, threshold: float,
                      unknown_values: np.ndarray | None = None, hits: Hits | None = None,
-                     evalue_cutoff: float = DEFAULT_EVALUE) -> pd.DataFrame:
-    """Turn ``(N, C)`` probabilities (and the best homology hits) into the prediction table described in the
-    module docstring; ``unknown_values`` are the unknown scores compared with ``threshold`` (default: the
-    top probability)."""
+                     fusion: HomologyFusion | None = None) -> pd.DataFrame:
+    """Turn ``(N, C)`` probabilities (and the homology hits, fused by ``fusion``) into the prediction table
+    described in the module docstring; ``unknown_values`` are the unknown scores compared with ``threshold``
+    (default: the probability of the predicted family)."""
     k = min(top_k, probs.shape[1])
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     family = np.array([lab["family_id"] for lab in labels], dtype=object)
@@ -57,7 +66,7 @@ def prediction_frame(names, probs: np.ndarray, labels: list[dict], top_k: int, t
     best = top[:, 0]
     decided = np.zeros(len(best), dtype=bool)
     if hits is not None:
-        best, decided = fuse(best, hits, evalue_cutoff)
+        best, decided = (fusion or HomologyFusion("best-hit", DEFAULT_EVALUE)).apply(probs, hits)
     frame = {
         col.SEQUENCE_NAME: list(names),
         "predicted_family": family[best],
@@ -84,6 +93,8 @@ class PredictSummary:
     threshold: float
     out: Path
     score: str = DEFAULT_SCORE
+    fusion: HomologyFusion | None = None
+    fusion_dev_accuracy: dict | None = None
 
 
 def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path, top_k: int = 3,
@@ -92,13 +103,16 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
             tokens_per_batch: int | None = None, precision: str | None = None,
             unknown_score: str | None = None,
             homology_reference: str | Path | None = None, homology_per_family: int | None = DEFAULT_PER_FAMILY,
-            homology_evalue: float = DEFAULT_EVALUE, threads: int = 1) -> PredictSummary:
+            homology_evalue: float | None = None, threads: int = 1, homology_fusion: str = "vote",
+            homology_weight: float | None = None) -> PredictSummary:
     """Predict families for every sequence of ``input_path`` (FASTA, CSV/TSV, Parquet) into ``out_path``.
 
     ``progress``: a bar on stderr (None: when stderr is a terminal, see :mod:`protlc.progress`).
     ``homology_reference``: a prepared dataset whose training split (at most ``homology_per_family`` seeded
-    domains per family; None: all) is searched with phmmer (``threads`` threads); a best hit with an
-    E-value at most ``homology_evalue`` decides the family (:func:`protlc.homology.fuse`).
+    domains per family; None: all) is searched with phmmer (``threads`` threads) and the hits are fused with
+    the network's answer by ``homology_fusion`` (:class:`HomologyFusion`; ``homology_evalue`` None: 1e-3
+    for best-hit, every reported hit for vote; ``homology_weight`` None: chosen on the reference dataset's
+    dev split, see :func:`calibrate_fusion`).
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
     ``unknown_score``: ``max_p``, ``entropy`` or ``energy`` (None: the run's calibrated choice, else max p).
@@ -118,10 +132,16 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     loaded = load_checkpoint(checkpoint, task="classify")
     precision = inference_precision(precision, loaded.config)
     score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold)
-    reference = None
+    reference = fusion = dev_accuracy = None
     if homology_reference is not None:
+        fusion = homology_fusion_rule(homology_fusion, homology_evalue, homology_weight)
         reference = load_reference(homology_reference, loaded.labels, homology_per_family)
     model = loaded.model.to(device)
+    if fusion is not None and fusion.weight is None and fusion.method == "vote":
+        fusion, dev_accuracy = calibrate_fusion(
+            fusion, reference, homology_reference,
+            lambda seqs: softmax(model_outputs(model, EncodedSequences(seqs), batch_size, device, precision,
+                                               tokens_per_batch)), threads)
     n = unknown = 0
     with progress_bar(progress, desc="predict", unit="seq") as bar, ChunkWriter(out_path) as writer:
         for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
@@ -130,12 +150,37 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
             hits = reference.search(chunk[col.SEQUENCE].tolist(), threads) if reference is not None else None
             frame = prediction_frame(chunk[col.SEQUENCE_NAME], softmax(logits), loaded.labels, top_k, threshold,
                                      None if score_name == DEFAULT_SCORE else score(logits, score_name), hits,
-                                     homology_evalue)
+                                     fusion)
             writer.write(frame)
             n += len(frame)
             unknown += int(frame["is_unknown"].sum())
             bar.update(len(frame))
-    return PredictSummary(n, unknown, threshold, Path(out_path), score_name)
+    return PredictSummary(n, unknown, threshold, Path(out_path), score_name, fusion, dev_accuracy)
+
+
+DEV_CALIBRATION_MAX = 2000
+
+
+def calibrate_fusion(fusion: HomologyFusion, reference: Reference, dataset_dir, probabilities, threads: int
+                     ) -> tuple[HomologyFusion, dict]:
+    """The vote fusion with its weight chosen on the reference dataset's dev split (at most
+    :data:`DEV_CALIBRATION_MAX` domains, a seeded sample; dev labels are clean) by
+    :func:`protlc.homology.choose_weight`; ``probabilities(sequences)`` gives the network's ``(N, C)``.
+
+    Raises:
+        ConfigError: the dataset has no dev domains (pass ``--homology-weight``).
+    """
+    dev = read_table(dataset_dir, "dev", [col.SEQUENCE, col.LABEL])
+    if dev.num_rows == 0:
+        raise ConfigError(f"--homology-reference {dataset_dir}: no dev domains to choose --homology-weight on; "
+                          "pass --homology-weight")
+    rows = np.sort(np.random.default_rng(0).permutation(dev.num_rows)[:DEV_CALIBRATION_MAX])
+    sequences = dev.column(col.SEQUENCE).to_numpy(zero_copy_only=False)[rows].tolist()
+    truth = dev.column(col.LABEL).to_numpy()[rows]
+    probs = probabilities(sequences)
+    weight, accuracy = choose_weight(np.log(np.maximum(probs, 1e-12)), reference.search(sequences, threads), truth,
+                                     fusion.evalue)
+    return HomologyFusion(fusion.method, fusion.evalue, weight), accuracy
 
 
 def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold: float | None) -> tuple[str, float]:

@@ -13,7 +13,7 @@ from protlc import columns as col  # noqa: E402
 from protlc.data.prepare import PrepareOptions, prepare_dataset  # noqa: E402
 from protlc.data.store import read_labels, read_split  # noqa: E402
 from protlc.errors import ConfigError  # noqa: E402
-from protlc.homology import Hits, Reference, choose_cutoff, fuse, reference_rows  # noqa: E402
+from protlc.homology import Hits, Reference, choose_cutoff, choose_weight, fuse, fuse_vote, reference_rows  # noqa: E402
 from protlc.predict import predict  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def test_a_significant_hit_decides_and_the_network_answers_the_rest(clean_six, u
     test[[col.SEQUENCE_NAME, col.SEQUENCE]].to_csv(tmp_path / "q.tsv", sep="\t", index=False)
     plain = predict(untrained, tmp_path / "q.tsv", tmp_path / "plain.csv")
     fused = predict(untrained, tmp_path / "q.tsv", tmp_path / "fused.csv", homology_reference=clean_six,
-                    homology_per_family=10)
+                    homology_per_family=10, homology_fusion="best-hit")
     assert plain.sequences == fused.sequences == len(test)
     a, b = pd.read_csv(tmp_path / "plain.csv"), pd.read_csv(tmp_path / "fused.csv")
     truth = test[col.FAMILY_ID].to_numpy()
@@ -56,6 +56,27 @@ def test_a_significant_hit_decides_and_the_network_answers_the_rest(clean_six, u
     assert (b.loc[~by_search, "predicted_family"] == a.loc[~by_search, "predicted_family"]).all()
     assert not b.loc[by_search, "is_unknown"].any()
     assert (a.columns == b.columns.drop(["homology_family", "homology_evalue", "source"])).all()
+
+
+def test_the_vote_fusion_through_the_cli_chooses_its_weight_on_dev(clean_six, untrained, tmp_path):
+    from click.testing import CliRunner
+
+    from protlc.cli import cli
+
+    test = read_split(clean_six, "test")
+    test[[col.SEQUENCE_NAME, col.SEQUENCE]].to_csv(tmp_path / "q.tsv", sep="\t", index=False)
+    predict(untrained, tmp_path / "q.tsv", tmp_path / "plain.csv")
+    result = CliRunner().invoke(cli, ["predict", str(untrained), str(tmp_path / "q.tsv"), "--out", str(tmp_path / "v.csv"),
+                                       "--homology-reference", str(clean_six), "--homology-per-family", "10"])
+    assert result.exit_code == 0, result.output
+    assert "chosen on the reference's dev split" in result.output
+    a, b = pd.read_csv(tmp_path / "plain.csv"), pd.read_csv(tmp_path / "v.csv")
+    assert (b["predicted_family"].to_numpy() == test[col.FAMILY_ID].to_numpy()).mean() >= 0.9
+    by_network = b["source"] == "network"
+    assert (b.loc[by_network, "predicted_family"] == a.loc[by_network, "predicted_family"]).all()
+    bad = CliRunner().invoke(cli, ["predict", str(untrained), str(tmp_path / "q.tsv"), "--out", str(tmp_path / "w.csv"),
+                                    "--homology-reference", str(clean_six), "--homology-weight", "-1"])
+    assert bad.exit_code != 0 and "--homology-weight must be > 0" in bad.output and not (tmp_path / "w.csv").exists()
 
 
 def test_cutoff_zero_leaves_every_answer_to_the_network(clean_six, untrained, tmp_path):
@@ -103,3 +124,44 @@ def test_phmmer_finds_the_family_of_a_real_domain(clean_six):
     hits = reference.search([train[col.SEQUENCE].iloc[0], "AAAAAAAAAAAAAAAAAAAA"])
     assert hits.label[0] == train[col.LABEL].iloc[0] and hits.evalue[0] < 1e-5
     assert hits.label[1] == -1 and np.isinf(hits.evalue[1])
+
+
+def _top_hits(labels, bits, evalues=None) -> Hits:
+    labels, bits = np.array(labels, dtype=np.int64), np.array(bits, dtype=float)
+    evalues = np.where(labels >= 0, 1e-5, np.inf) if evalues is None else np.array(evalues, dtype=float)
+    return Hits(labels[:, 0], evalues[:, 0], bits[:, 0], labels, evalues, bits)
+
+
+def test_fuse_vote_sums_the_evidence_of_agreeing_hits_and_lets_the_network_break_near_ties():
+    #  query 0: one strong hit for 2, three weaker hits for 1 that add up to more -> 1
+    #  query 1: no hit -> the network's answer (0)
+    #  query 2: 30 vs 29 bits -> the weight decides between the hits' 2 and the network's 0
+    #  query 3: a hit above the E-value cutoff is no evidence -> the network
+    hits = _top_hits([[2, 1, 1, 1], [-1, -1, -1, -1], [2, 0, -1, -1], [1, -1, -1, -1]],
+                     [[50, 20, 20, 20], [0, 0, 0, 0], [30, 29, 0, 0], [40, 0, 0, 0]],
+                     [[1e-9, 1e-4, 1e-4, 1e-4], [np.inf] * 4, [1e-6, 1e-6, np.inf, np.inf], [5.0, np.inf, np.inf, np.inf]])
+    log_probs = np.log(np.array([[0.4, 0.3, 0.3], [0.8, 0.1, 0.1], [0.5, 0.3, 0.2], [0.9, 0.05, 0.05]]))
+    labels, supported = fuse_vote(log_probs, hits, weight=0.01, evalue_cutoff=1e-3)
+    assert labels.tolist() == [1, 0, 2, 0] and supported.tolist() == [True, False, True, False]
+    labels, _ = fuse_vote(log_probs, hits, weight=10.0, evalue_cutoff=1e-3)
+    assert labels[2] == 0  # 29 + 10 log 0.5 > 30 + 10 log 0.2
+    with pytest.raises(ConfigError, match="weight"):
+        fuse_vote(log_probs, hits, weight=0.0)
+
+
+def test_choose_weight_picks_on_dev_and_ties_go_to_the_network():
+    hits = _top_hits([[2, 0], [1, -1]], [[30, 29], [40, 0]])
+    log_probs = np.log(np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]]))
+    weight, accuracy = choose_weight(log_probs, hits, np.array([0, 1]))
+    assert accuracy[0.01] == 0.5 and weight == max(w for w, a in accuracy.items() if a == 1.0)
+    weight, _ = choose_weight(log_probs, hits, np.array([2, 1]))
+    assert fuse_vote(log_probs, hits, weight)[0].tolist() == [2, 1]
+
+
+def test_search_keeps_the_top_hits_best_first(clean_six):
+    train = read_split(clean_six, "train")
+    reference = Reference(train[col.SEQUENCE].tolist()[1:], train[col.LABEL].to_numpy()[1:])
+    hits = reference.search([train[col.SEQUENCE].iloc[0]], keep=5)
+    assert hits.top_label.shape == (1, 5) and hits.top_label[0, 0] == hits.label[0]
+    found = hits.top_label[0] >= 0
+    assert found.sum() >= 2 and np.all(np.diff(hits.top_evalue[0, found]) >= 0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from protlc.cli.options import inference_options
-from protlc.homology import DEFAULT_EVALUE, DEFAULT_PER_FAMILY
+from protlc.homology import DEFAULT_PER_FAMILY, FUSIONS
 
 
 @click.command("predict")
@@ -28,17 +28,24 @@ from protlc.homology import DEFAULT_EVALUE, DEFAULT_PER_FAMILY
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 @click.option("--homology-reference", type=click.Path(path_type=Path), default=None,
               help="Prepared dataset (the one the model was trained on): search its training domains with "
-                   "phmmer and let a significant hit decide the family (needs the 'hmmer' extra).")
+                   "phmmer and fuse the hits with the network's answer (needs the 'hmmer' extra).")
 @click.option("--homology-per-family", type=int, default=DEFAULT_PER_FAMILY, show_default=True,
               help="Reference domains per family (a seeded sample; 0: all).")
-@click.option("--homology-evalue", type=float, default=DEFAULT_EVALUE, show_default=True,
-              help="A best hit at or below this E-value decides; weaker hits leave it to the network.")
+@click.option("--homology-fusion", type=click.Choice(FUSIONS), default="vote", show_default=True,
+              help="vote: each family gets the bit scores of the top 25 hits that name it, plus the network's "
+                   "log-probability times --homology-weight; best-hit: the best hit's family when its E-value is "
+                   "at most --homology-evalue, else the network's.")
+@click.option("--homology-weight", type=float, default=None,
+              help="vote: the network's weight in bits per nat [default: chosen on the reference's dev split].")
+@click.option("--homology-evalue", type=float, default=None,
+              help="best-hit: a best hit at or below this E-value decides [default: 1e-3]; vote: hits above it "
+                   "are no evidence [default: every hit phmmer reports].")
 @click.option("--threads", type=int, default=1, show_default=True, help="phmmer threads.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @inference_options
 def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, unknown_score, batch_size, max_length,
-                    device, homology_reference, homology_per_family, homology_evalue, threads, progress,
-                    tokens_per_batch, precision):
+                    device, homology_reference, homology_per_family, homology_fusion, homology_weight,
+                    homology_evalue, threads, progress, tokens_per_batch, precision):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
     from protlc.cli.signals import terminate_cleanly
     from protlc.predict import predict
@@ -49,6 +56,10 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
                     tokens_per_batch=tokens_per_batch, precision=precision,
                     unknown_score=None if unknown_score == "auto" else unknown_score,
                     homology_reference=homology_reference, homology_per_family=homology_per_family,
-                    homology_evalue=homology_evalue, threads=threads)
+                    homology_evalue=homology_evalue, threads=threads, homology_fusion=homology_fusion,
+                    homology_weight=homology_weight)
     what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits"}[s.score]
+    if s.fusion_dev_accuracy:
+        tried = ", ".join(f"{w:g}: {a:.3f}" for w, a in s.fusion_dev_accuracy.items())
+        click.echo(f"homology vote: weight {s.fusion.weight:g} chosen on the reference's dev split (accuracy {tried})")
     click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at {what} < {s.threshold:.3f})")
