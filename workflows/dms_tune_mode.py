@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from dms_auto_choice import REPO, run_one
+from dms_auto_choice import REPO, run_one  # (puts the repository on sys.path)
 
-TUNE_MODES = ("random", "extrapolate")
+from protlc.dms.splits import TUNE_MODES
 
 
 def markdown(results: dict) -> str:
