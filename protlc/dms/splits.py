@@ -92,10 +92,15 @@ def published_split(index_dir: str | Path, n_rows: int | None = None) -> Split:
     return finish_split(parts["train"], parts["tune"], parts["test"], str(index_dir), InputError)
 
 
+def _tune_size(pool: np.ndarray, tune_fraction: float) -> int:
+    """Rows of the tune part of ``pool``: ``round(tune_fraction * len(pool))``."""
+    return int(round(tune_fraction * len(pool)))
+
+
 def _split_pool(pool: np.ndarray, tune_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Random (train, tune) partition of ``pool`` with ``round(tune_fraction * len)`` tune rows."""
     shuffled = rng.permutation(pool)
-    n_tune = int(round(tune_fraction * len(pool)))
+    n_tune = _tune_size(pool, tune_fraction)
     return shuffled[n_tune:], shuffled[:n_tune]
 
 
@@ -105,7 +110,7 @@ def _most_mutated_tune(pool: np.ndarray, counts: np.ndarray, tune_fraction: floa
     variants (``counts`` per pool row), ties broken at random."""
     shuffled = rng.permutation(len(pool))
     order = shuffled[np.argsort(-counts[shuffled], kind="stable")]
-    n_tune = int(round(tune_fraction * len(pool)))
+    n_tune = _tune_size(pool, tune_fraction)
     return pool[order[n_tune:]], pool[order[:n_tune]]
 
 
