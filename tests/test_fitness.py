@@ -119,12 +119,14 @@ def test_positional_head_refuses_other_lengths_and_pooled_head_takes_any():
         FitnessModel(config, {"kind": "attention"}, length=10)
 
 
-@pytest.mark.parametrize("split,extra", [("mutational", "split.mutational_k=1"), ("positional", None)])
+@pytest.mark.parametrize("split,extra", [("mutational", "split.mutational_k=1"), ("positional", None),
+                                         ("positional", "split.tune_mode=extrapolate")])
 def test_other_splits_run(pab1_subset, tmp_path, split, extra, dms_tiny_config):
     """(The default random split is the one of ``run_dir``.)"""
     config = dms_tiny_config("trainer.max_epochs=1", *([extra] if extra else []))
     metrics = train_dms(pab1_subset, tmp_path / split, PAB1_WT, config, offset=PAB1_OFFSET, split=split)
     assert metrics["split/test"] > 0 and math.isfinite(metrics["ridge/test/pearson"])
+    assert metrics["split/tune_mode"] == ("extrapolate" if extra == "split.tune_mode=extrapolate" else "random")
 
 
 def test_config_file_matches_the_defaults(embedded_dir):
@@ -143,6 +145,9 @@ def _invoke(*args):
     ("optim.plateau_factor=2", "config: optim.plateau_factor must be a number in (0, 1], got 2"),
     ("early_stopping.patience=x", "config: early_stopping.patience must be an integer >= 0, got 'x'"),
     ("trainer.devices=abc", "trainer settings (accelerator 'cpu', devices 'abc'"),
+    ("split.tune_mode=outward", "config: split.tune_mode must be one of random, extrapolate, got 'outward'"),
+    ("split.tune_mode=extrapolate", ("split.tune_mode=extrapolate applies to the mutational and positional "
+                                     "splits only, not split kind 'random'")),
 ])
 def test_cli_bad_config_values_fail_in_one_line(pab1_subset, tmp_path, override, message):
     run = tmp_path / "run"
@@ -197,6 +202,10 @@ def test_errors_have_the_right_types(pab1_subset, tmp_path, dms_tiny_config):
         train_dms(pab1_subset, tmp_path / "a", PAB1_WT, dms_tiny_config(), offset=0)
     with pytest.raises(ConfigError, match="split.kind"):
         train_dms(pab1_subset, tmp_path / "b", PAB1_WT, dms_tiny_config(), offset=PAB1_OFFSET, split="sideways")
+    with pytest.raises(ConfigError, match="mutational and positional splits only, not split kind 'published'"):
+        train_dms(pab1_subset, tmp_path / "c", PAB1_WT, dms_tiny_config("split.tune_mode=extrapolate"),
+                  offset=PAB1_OFFSET, splits_dir=tmp_path)
+    assert not (tmp_path / "c").exists()
 
 
 def test_additive_run_starts_from_ridge_with_types_and_reports_both(pab1_subset, tmp_path, dms_tiny_config):

@@ -55,10 +55,13 @@ def test_correlations(checkpoint: Path, frame: pd.DataFrame, test: pd.DataFrame)
     return correlation(predicted, measured), correlation(predicted, measured, "spearman")
 
 
-def run_one(table: Path, wt: str, offset: int, run: Path, seed: int, args) -> dict:
+def run_one(table: Path, wt: str, offset: int, run: Path, seed: int, args, overrides=()) -> dict:
+    """Train ``run`` with head.additive=auto (unless finished) and evaluate both candidates on its test split;
+    ``overrides`` are further ``section.key=value`` settings."""
     started = time.time()
     if not (run / "final_metrics.json").is_file():
-        config = load_dms_config(overrides=[f"trainer.max_epochs={args.max_epochs}", "trainer.progress_bar=false"])
+        config = load_dms_config(overrides=[f"trainer.max_epochs={args.max_epochs}", "trainer.progress_bar=false",
+                                            *overrides])
         train_dms(table, run, wt, config, offset=offset, seed=seed, split=args.split)
     metrics = json.loads((run / "final_metrics.json").read_text())
     frame = load_dms_table(table, wt, "nn4dms", offset)

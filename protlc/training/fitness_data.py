@@ -22,6 +22,7 @@ from protlc.errors import ConfigError
 from protlc.training.config import dump_config
 
 SPLIT_KINDS = ("published", "random", "mutational", "positional")
+EXTRAPOLATING_KINDS = ("mutational", "positional")  # the kinds whose tune can be drawn by split.tune_mode
 
 
 class ScoredSequences(EncodedSequences):
@@ -38,13 +39,19 @@ class ScoredSequences(EncodedSequences):
 
 
 def make_split(frame: pd.DataFrame, split: dict) -> dms_splits.Split:
-    """The split named by ``split["kind"]`` (each random kind draws only from ``split["seed"]``).
+    """The split named by ``split["kind"]`` (each random kind draws only from ``split["seed"]``), its tune
+    part drawn as ``split["tune_mode"]`` says (mutational and positional kinds only).
 
     Raises:
-        ConfigError: unknown kind, published without a directory, empty part.
+        ConfigError: unknown kind, published without a directory, a tune mode other than random for the
+            published or random kind, empty part.
         InputError: bad split files.
     """
     kind = split["kind"]
+    tune_mode = split.get("tune_mode", "random")
+    if tune_mode != "random" and kind not in EXTRAPOLATING_KINDS:
+        raise ConfigError(f"split.tune_mode={tune_mode} applies to the mutational and positional splits only, "
+                          f"not split kind {kind!r}")
     if kind == "published":
         if not split.get("dir"):
             raise ConfigError("split kind 'published' needs the directory of train.txt, tune.txt, stest.txt (--splits DIR)")
@@ -54,10 +61,10 @@ def make_split(frame: pd.DataFrame, split: dict) -> dms_splits.Split:
         return dms_splits.random_split(len(frame), split["fractions"], split["seed"])
     if kind == "mutational":
         return dms_splits.mutational_split(frame[NUM_MUTATIONS].to_numpy(), int(split["mutational_k"]),
-                                           split["seed"], split["tune_fraction"])
+                                           split["seed"], split["tune_fraction"], tune_mode)
     if kind == "positional":
         return dms_splits.positional_split(frame[POSITIONS].tolist(), split["seed"], split["positional_fraction"],
-                                           split["tune_fraction"])
+                                           split["tune_fraction"], tune_mode)
     raise ConfigError(f"split.kind must be one of {', '.join(SPLIT_KINDS)}, got {kind!r}")
 
 

@@ -145,7 +145,8 @@ def data_figures(model, data: DmsData, config: dict) -> dict:
     return {"time/ridge_seconds": data.ridge_seconds, **start_seconds,
             "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "transfer": bool(config["dms"]["init"]), "rejected_rows": len(data.frame.attrs["rejects"]),
-            **{f"split/{p}": len(data.parts[p]) for p in PARTS}}
+            **{f"split/{p}": len(data.parts[p]) for p in PARTS},
+            "split/tune_mode": config["split"].get("tune_mode", "random")}
 
 
 def run_figures(fitted: Fitted, data: DmsData, config: dict) -> dict:

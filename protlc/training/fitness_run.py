@@ -24,6 +24,7 @@ from typing import Sequence
 
 import pytorch_lightning as pl
 
+from protlc.dms.splits import TUNE_MODES
 from protlc.errors import ConfigError
 from protlc.model.fitness import ADDITIVE_KINDS, HEAD_DEFAULTS
 from protlc.training.config import COMMON_RULES, check_values, load_config
@@ -58,7 +59,7 @@ DMS_DEFAULTS: dict = {
     "dms": {"table": None, "wild_type": None, "notation": "auto", "offset": None, "score_column": None,
             "mutant_column": None, "sequence_column": None, "skip_invalid": False, "init": None},
     "split": {"kind": "random", "dir": None, "seed": 0, "fractions": [0.81, 0.09, 0.10], "mutational_k": 1,
-              "positional_fraction": 0.2, "tune_fraction": 0.1},
+              "positional_fraction": 0.2, "tune_fraction": 0.1, "tune_mode": "random"},
     "model": {"preset": "small", "filters": 32, "dilations": [1, 2]},
     "head": {**HEAD_DEFAULTS, "additive": AUTO},  # the model's own default stays none (old checkpoints)
     "optim": {"lr": 1e-3, "weight_decay": 0.0, "plateau_factor": 0.5, "plateau_patience": 2},
@@ -83,6 +84,7 @@ DMS_RULES = {
     "split.mutational_k": whole(1),
     "split.positional_fraction": number(0, 1, low_open=True, high_open=True),
     "split.tune_fraction": number(0, 1, low_open=True, high_open=True),
+    "split.tune_mode": ((lambda v: v in TUNE_MODES), f"one of {', '.join(TUNE_MODES)}"),
 }
 
 
