@@ -40,7 +40,7 @@ from protlc import columns as col  # noqa: E402
 from protlc.atomic import atomic_path, atomic_write_text  # noqa: E402
 from protlc.data.loading import EncodedSequences  # noqa: E402
 from protlc.data.store import read_split  # noqa: E402
-from protlc.errors import ConfigError, InputError  # noqa: E402
+from protlc.errors import InputError, ProtlcError  # noqa: E402
 from protlc.homology import DEFAULT_PER_FAMILY, Reference, reference_rows  # noqa: E402
 from protlc.inference import model_outputs  # noqa: E402
 from protlc.model.checkpoint import load_checkpoint  # noqa: E402
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)  # inference as single-threaded as the search by default
     try:
         collect(args.out, args.per_family, args.threads, args.batch_size)
-    except (InputError, ConfigError) as exc:
+    except ProtlcError as exc:  # bad input, missing pyhmmer, a broken checkpoint: one line
         raise SystemExit(f"error: {exc}") from None
     print((args.out / "hmmer_results.md").read_text())
 
