@@ -21,6 +21,14 @@ ids): the *selection* half, scored against the known **dev** domains, picks the 
 AUROC (ties: the order of :data:`SCORES`, so max p wins a tie); the *evaluation* half, against the known
 **test** domains, gives every reported AUROC and flag rate. With a single novel family its domains are
 halved instead.
+
+Homology (docs/method.md §4): ``homology_score(E) = -log10 E`` of a domain's best phmmer hit against
+labelled reference domains (:mod:`protlc.homology`); no hit scores :data:`NO_HIT_SCORE`, below every
+reported hit. HMMER's own rule "no hit at E <= cutoff = unknown" is a threshold on it. The *fused*
+score is ``w * F_h(h) + (1 - w) * F_n(s)``: F the mid-rank empirical CDF of the known dev domains' homology
+score h and network score s, w one of :data:`FUSION_WEIGHTS` (1: homology alone; ``1 - 1e-6``: homology,
+the network only breaking its ties, e.g. among no-hit domains; 0: the network alone), chosen like the
+network's score on the selection half only (:func:`homology_metrics`).
 """
 
 from __future__ import annotations
@@ -101,13 +109,8 @@ def novel_metrics(dev_logits: np.ndarray, test_logits: np.ndarray, novel_logits:
     half = selection_half(novel_families, seed)
     metrics: dict = {}
     for name in SCORES:
-        dev, test, novel = score(dev_logits, name), score(test_logits, name), score(novel_logits, name)
-        cut = threshold(dev)
-        metrics[f"novel/auroc_{name}"] = auroc(test, novel[~half])
-        metrics[f"novel/dev_auroc_{name}"] = auroc(dev, novel[half])
-        metrics[f"novel/threshold_{name}"] = cut
-        metrics[f"novel/flagged_novel_{name}"] = float(np.mean(novel[~half] < cut)) if (~half).any() else float("nan")
-        metrics[f"novel/flagged_known_test_{name}"] = float(np.mean(test < cut))
+        found = score_metrics(score(dev_logits, name), score(test_logits, name), score(novel_logits, name), half)
+        metrics.update({f"novel/{key}_{name}": value for key, value in found.items()})
     dev_aurocs = [metrics[f"novel/dev_auroc_{name}"] for name in SCORES]
     chosen = SCORES[int(np.nanargmax(dev_aurocs))] if not np.all(np.isnan(dev_aurocs)) else DEFAULT_SCORE
     families = np.asarray(novel_families, dtype=object)
@@ -121,4 +124,102 @@ def novel_metrics(dev_logits: np.ndarray, test_logits: np.ndarray, novel_logits:
         "novel/selection_domains": int(half.sum()), "novel/evaluation_domains": int((~half).sum()),
         "novel/known_test_domains": int(len(test_logits)), "novel/known_dev_domains": int(len(dev_logits)),
     })
+    return metrics
+
+
+def score_metrics(dev: np.ndarray, test: np.ndarray, novel: np.ndarray, half: np.ndarray) -> dict:
+    """One score's ``auroc`` (known test vs evaluation-half novel), ``dev_auroc`` (known dev vs selection
+    half), ``threshold`` (1st percentile of known dev) and at it ``flagged_novel`` (evaluation half) and
+    ``flagged_known_test``. ``dev``/``test``/``novel``: ``(N,)`` scores; ``half``: ``(N_novel,)`` bool,
+    True for the selection half."""
+    cut = threshold(dev)
+    return {"auroc": auroc(test, novel[~half]), "dev_auroc": auroc(dev, novel[half]), "threshold": cut,
+            "flagged_novel": float(np.mean(novel[~half] < cut)) if (~half).any() else float("nan"),
+            "flagged_known_test": float(np.mean(test < cut))}
+
+
+MIN_EVALUE = 1e-300  # an E-value that underflowed to 0 counts as this
+NO_HIT_SCORE = -300.0  # no reported hit: below every hit (phmmer reports E <= 10, a score >= -1)
+EVALUE_CUTOFF = 1e-3  # HMMER's rule: no hit at E <= 1e-3 = unknown
+TIE_BREAK = 1 - 1e-6  # the fused score's weight at which the network only breaks homology ties
+FUSION_WEIGHTS = (1.0, TIE_BREAK, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)  # ties: the first wins
+
+
+def homology_score(evalue: np.ndarray) -> np.ndarray:
+    """``-log10 E`` of each domain's best hit, float64 ``(N,)``, higher = more known; E = inf (no hit)
+    scores :data:`NO_HIT_SCORE`, E = 0 scores 300.
+
+    Raises:
+        ValueError: a negative or NaN E-value.
+    """
+    e = np.asarray(evalue, dtype=np.float64)
+    if np.isnan(e).any() or (e < 0).any():
+        raise ValueError("E-values must be >= 0 (inf: no hit)")
+    return np.where(np.isinf(e), NO_HIT_SCORE, -np.log10(np.maximum(e, MIN_EVALUE)))
+
+
+def percentile(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Mid-rank empirical CDF of ``reference`` ``(M,)`` at ``values`` ``(N,)``: (#ref < v + #ref <= v) / 2M,
+    in [0, 1]; a value tied with many reference values sits in the middle of their block."""
+    ref = np.sort(np.asarray(reference, dtype=np.float64))
+    values = np.asarray(values, dtype=np.float64)
+    return (np.searchsorted(ref, values, "left") + np.searchsorted(ref, values, "right")) / (2.0 * ref.size)
+
+
+def fused_score(homology: np.ndarray, network: np.ndarray, dev_homology: np.ndarray, dev_network: np.ndarray,
+                weight: float) -> np.ndarray:
+    """``weight * F_h(homology) + (1 - weight) * F_n(network)``, ``(N,)``, F the known dev domains' CDFs
+    (:func:`percentile`). With ``weight = 1 - 1e-6`` the network only breaks the homology score's ties
+    (dev sets under 500,000 domains: a step of F_h is at least 1 / 2M)."""
+    return weight * percentile(homology, dev_homology) + (1 - weight) * percentile(network, dev_network)
+
+
+def flagged_at_rate(known: np.ndarray, novel: np.ndarray, rate: float) -> float:
+    """Share of ``novel`` flagged when the lowest-scoring ``rate`` of ``known`` is flagged, domains tied at
+    the threshold flagged at random (the ROC curve's linear interpolation): comparing scores at one
+    known-flag rate."""
+    known, novel = np.sort(np.asarray(known, dtype=np.float64)), np.asarray(novel, dtype=np.float64)
+    if known.size == 0 or novel.size == 0 or not 0 <= rate <= 1:
+        return float("nan")
+    cut = known[min(int(np.floor(rate * known.size)), known.size - 1)]
+    below, tied = np.mean(known < cut), np.mean(known == cut)
+    share = min(max((rate - below) / tied, 0.0), 1.0)
+    return float(np.mean(novel < cut) + share * np.mean(novel == cut))
+
+
+def homology_metrics(network: tuple[np.ndarray, np.ndarray, np.ndarray], evalues: tuple[np.ndarray, np.ndarray, np.ndarray],
+                     novel_families: np.ndarray, seed: int, evalue_cutoff: float = EVALUE_CUTOFF) -> dict:
+    """HMMER's and the fused score's unknown-family metrics next to the network's chosen score.
+
+    Args:
+        network: the network's chosen score (``novel/chosen_score`` of :func:`novel_metrics`) of the
+            known dev ``(D,)``, known test ``(T,)`` and novel ``(N,)`` domains.
+        evalues: best-hit E-values of the same domains (inf: no hit).
+        novel_families: ``(N,)`` family of each novel domain; ``seed``: the run's (the halves).
+
+    Returns:
+        ``hmmer/...`` and ``fused/...`` as in :func:`score_metrics` (``fused/weight``: the weight chosen
+        on the selection half; ``fused/dev_auroc_w{w}`` for each), ``hmmer/flagged_*_evalue`` under
+        "no hit at E <= evalue_cutoff", ``{hmmer,fused}/flagged_novel_at_network_rate`` at the network's
+        known-test flag rate, ``{network,fused}/flagged_novel_at_evalue_rate`` at the E-value rule's.
+    """
+    half = selection_half(novel_families, seed)
+    homology = [homology_score(e) for e in evalues]
+    metrics = {f"hmmer/{k}": v for k, v in score_metrics(*homology, half).items()}
+    unknown = [np.asarray(e, dtype=np.float64) > evalue_cutoff for e in evalues]
+    metrics["hmmer/flagged_known_test_evalue"] = float(np.mean(unknown[1]))
+    metrics["hmmer/flagged_novel_evalue"] = float(np.mean(unknown[2][~half])) if (~half).any() else float("nan")
+    fused = {}
+    for w in FUSION_WEIGHTS:
+        fused[w] = [fused_score(h, s, homology[0], network[0], w) for h, s in zip(homology, network)]
+        metrics[f"fused/dev_auroc_w{w:g}"] = auroc(fused[w][0], fused[w][2][half])
+    dev = [metrics[f"fused/dev_auroc_w{w:g}"] for w in FUSION_WEIGHTS]
+    weight = FUSION_WEIGHTS[int(np.nanargmax(dev))] if not np.all(np.isnan(dev)) else 1.0
+    metrics["fused/weight"] = weight
+    metrics.update({f"fused/{k}": v for k, v in score_metrics(*fused[weight], half).items()})
+    network_rate = float(np.mean(network[1] < threshold(network[0])))
+    for name, (_, test, novel) in (("hmmer", homology), ("fused", fused[weight]), ("network", network)):
+        metrics[f"{name}/flagged_novel_at_network_rate"] = flagged_at_rate(test, novel[~half], network_rate)
+        metrics[f"{name}/flagged_novel_at_evalue_rate"] = flagged_at_rate(
+            test, novel[~half], metrics["hmmer/flagged_known_test_evalue"])
     return metrics

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from protlc.errors import InputError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -37,10 +39,10 @@ def test_classify_exthomfam_runs_the_three_runs_the_audits_and_the_figure(tmp_pa
     assert len(dynamics) == 1  # one epoch of 7 steps: only the final model's point
 
 
-def _novel_families_workflow():
+def _novel_families_workflow(name: str = "novel_families"):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("novel_families", REPO / "workflows" / "novel_families.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "workflows" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -79,6 +81,30 @@ def test_novel_families_workflow_on_the_tiny_sample(tmp_path, capsys):
     workflow.main(args)
     assert "0 to train" in capsys.readouterr().out
     assert pd.read_csv(tmp_path / "results.csv").equals(table)
+    _check_hmmer_post_step(tmp_path, table)
+
+
+def _check_hmmer_post_step(out: Path, table: pd.DataFrame) -> None:
+    """workflows/novel_families_hmmer.py on a finished OUT: one phmmer search per split shared by every
+    setting, the network's numbers recomputed as final_metrics.json has them, HMMER's and the fused ones."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyhmmer") is None:
+        return
+    hmmer = _novel_families_workflow("novel_families_hmmer")
+    results = hmmer.collect(out, log=lambda line: None)
+    assert len(results) == len(table) and results["consistency/ok"].all()
+    assert sorted(p.name.split("-")[0] for p in (out / "hmmer").glob("*.npz")) == ["dev", "novel", "test"]
+    for key in ("hmmer/auroc", "hmmer/flagged_novel_evalue", "hmmer/flagged_known_test_evalue", "fused/auroc",
+                "fused/flagged_novel_at_evalue_rate", "hmmer/flagged_novel_at_network_rate"):
+        assert results[key].between(0, 1).all(), key
+    # E-values do not depend on labels: HMMER's numbers are the same in both settings
+    assert results.groupby("seed")["hmmer/auroc"].nunique().eq(1).all()
+    md = (out / "hmmer_results.md").read_text().splitlines()
+    assert md[0].startswith("| noise | loss | seeds | network AUROC |") and md[2].endswith("| 1/1 |")
+    assert hmmer.collect(out, log=lambda line: None).equals(results)  # from the caches
+    with pytest.raises(InputError, match="no finished cell"):
+        hmmer.collect(out / "data")
 
 
 @pytest.mark.slow

@@ -107,17 +107,29 @@ def collect(cells, out: Path) -> pd.DataFrame:
     numeric = [*COLUMNS, "train/accuracy_clean_labels"]
     summary = groups[numeric].agg(["mean", "std", "count"])
     summary.columns = [f"{k} {stat}" for k, stat in summary.columns]
-    summary["chosen scores"] = groups["novel/chosen_score"].agg(lambda s: ", ".join(f"{k} {v}" for k, v in s.value_counts().items()))
+    summary["chosen scores"] = [chosen_counts(group) for _, group in groups]
     atomic_write_text(out / "results_summary.csv", summary.reset_index().to_csv(index=False))
-    lines = [f"| noise | loss | seeds | {' | '.join(COLUMNS.values())} | score chosen on dev |",
-             "|---|---|---|" + "---|" * len(COLUMNS) + "---|"]
-    for (setting, loss), group in groups:
-        cells_text = [f"{group[k].mean():.3f} ± {group[k].std(ddof=1):.3f}" if len(group) > 1 else f"{group[k].mean():.3f}"
-                      for k in COLUMNS]
-        chosen = summary.loc[(setting, loss), "chosen scores"]
-        lines.append(f"| {group['noise'].iloc[0]} | {loss} | {len(group)} | {' | '.join(cells_text)} | {chosen} |")
-    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "results.md", summary_markdown(table, COLUMNS, {"score chosen on dev": chosen_counts}))
     return table
+
+
+def chosen_counts(group: pd.DataFrame, key: str = "novel/chosen_score") -> str:
+    """``"max_p 2, energy 1"``: how often each value of ``key`` occurs in ``group``."""
+    return ", ".join(f"{k} {v}" for k, v in group[key].value_counts().items())
+
+
+def summary_markdown(table: pd.DataFrame, columns: dict, extra: dict | None = None) -> str:
+    """A markdown table of mean ± std (sample std; a lone seed: its value) of ``columns`` (key -> heading)
+    per (setting, loss) of ``table`` (columns setting, noise, loss), in table order; ``extra``: heading ->
+    function of a group's rows giving a text column."""
+    extra = extra or {}
+    headings = [*columns.values(), *extra]
+    lines = [f"| noise | loss | seeds | {' | '.join(headings)} |", "|---|---|---|" + "---|" * len(headings)]
+    for _, group in table.groupby(["setting", "loss"], sort=False):
+        texts = [f"{group[k].mean():.3f} ± {group[k].std(ddof=1):.3f}" if len(group) > 1 else f"{group[k].mean():.3f}"
+                 for k in columns] + [describe(group) for describe in extra.values()]
+        lines.append(f"| {group['noise'].iloc[0]} | {group['loss'].iloc[0]} | {len(group)} | {' | '.join(texts)} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
