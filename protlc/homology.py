@@ -95,7 +95,9 @@ class Reference:
 
     def search(self, queries: Sequence[str], threads: int = 1, keep: int = VOTE_HITS) -> Hits:
         """phmmer of every query against the reference (HMMER's default thresholds; E-values for the
-        reference's size), keeping the ``keep`` best reported hits of each."""
+        reference's size), keeping the ``keep`` (>= 1) best reported hits of each."""
+        if keep < 1:
+            raise ConfigError(f"homology search: keep at least 1 hit per query, got {keep}")
         pyhmmer = _pyhmmer()
         n = len(queries)
         top_label, top_evalue, top_bits = np.full((n, keep), -1, np.int64), np.full((n, keep), np.inf), np.zeros((n, keep))
@@ -149,21 +151,19 @@ def choose_cutoff(network_label: np.ndarray, hits: Hits, truth: np.ndarray,
     return min(c for c, a in accuracy.items() if a == best), accuracy
 
 
-def family_evidence(hits: Hits, evalue_cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each top hit's family and that family's evidence for the query.
+def family_evidence(hits: Hits, evalue_cutoff: float) -> np.ndarray:
+    """The evidence of each top hit's family for its query.
 
     Returns:
-        ``(families, evidence)``, both ``(N, K)``: ``families`` is ``hits.top_label``; ``evidence[i, j]`` is the
-        sum of the (non-negative) bit scores of query i's top hits at or below ``evalue_cutoff`` labelled
-        ``families[i, j]``, 0 where hit j is missing or above the cutoff.
+        ``(N, K)``: ``evidence[i, j]`` is the sum of the (non-negative) bit scores of query i's top hits at or
+        below ``evalue_cutoff`` labelled ``hits.top_label[i, j]``, 0 where hit j is missing or above the cutoff.
     """
     if hits.top_label is None:
         raise ConfigError("the vote fusion needs the top hits of every query (Reference.search keeps them)")
     counted = (hits.top_label >= 0) & (hits.top_evalue <= evalue_cutoff)
     bits = np.where(counted, np.maximum(hits.top_bits, 0.0), 0.0)
     same = hits.top_label[:, :, None] == hits.top_label[:, None, :]
-    evidence = np.where(counted, (same * bits[:, None, :]).sum(axis=2), 0.0)
-    return hits.top_label, evidence
+    return np.where(counted, (same * bits[:, None, :]).sum(axis=2), 0.0)
 
 
 def fuse_vote(log_probs: np.ndarray, hits: Hits, weight: float,
@@ -186,16 +186,15 @@ def fuse_vote(log_probs: np.ndarray, hits: Hits, weight: float,
     if not weight > 0:
         raise ConfigError(f"--homology-weight must be > 0, got {weight}")
     log_probs = np.maximum(np.asarray(log_probs, dtype=np.float64), _LOG_FLOOR)
-    families, evidence = family_evidence(hits, evalue_cutoff)
+    families, evidence = hits.top_label, family_evidence(hits, evalue_cutoff)
     rows = np.arange(len(log_probs))
     network = log_probs.argmax(axis=1)
     candidate = np.where(evidence > 0, evidence + weight * log_probs[rows[:, None], np.maximum(families, 0)], -np.inf)
     network_evidence = np.where(families == network[:, None], evidence, 0.0).max(axis=1, initial=0.0)
     network_score = network_evidence + weight * log_probs[rows, network]
-    best = candidate.argmax(axis=1) if candidate.shape[1] else np.zeros(len(rows), np.int64)
-    best_score = candidate[rows, best] if candidate.shape[1] else np.full(len(rows), -np.inf)
-    by_hits = best_score > network_score
-    labels = np.where(by_hits, families[rows, best] if families.shape[1] else network, network)
+    best = candidate.argmax(axis=1)
+    by_hits = candidate[rows, best] > network_score
+    labels = np.where(by_hits, families[rows, best], network)
     supported = by_hits | (network_evidence > 0)
     return labels.astype(np.int64), supported
 
