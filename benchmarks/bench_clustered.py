@@ -15,7 +15,9 @@ dev and test against the clean labels for
   (:mod:`protlc.homology`'s best-hit fusion: the hit's family when its E-value is at most a cutoff chosen on
   dev, else the network's softmax / mix answer) and ``fused_vote`` (its vote fusion, ``protlc predict``'s
   default: top-25 hits' bit scores per family plus the weighted softmax log-probability, weight chosen on
-  dev).
+  dev) with the observed reference labels; ``fused_auto`` is ``protlc predict``'s default: the vote with
+  reference labels chosen on dev between the observed ones and the network's prediction for each reference
+  domain; ``phmmer_vote25`` is the bit-score vote of the top 25 hits alone (no hit = wrong).
 
 Nothing here is tuned on test: the same rules run on dev and test, and a user picks on dev.
 """
@@ -38,7 +40,17 @@ from protlc import columns as col  # noqa: E402
 from protlc.data.loading import EncodedSequences  # noqa: E402
 from protlc.data.store import read_split  # noqa: E402
 from protlc.inference import model_outputs, softmax  # noqa: E402
-from protlc.homology import Reference, choose_cutoff, choose_weight, fuse, fuse_vote, reference_rows  # noqa: E402
+from protlc.homology import (  # noqa: E402
+    Reference,
+    choose_cutoff,
+    choose_fusion,
+    choose_weight,
+    family_evidence,
+    fuse,
+    fuse_vote,
+    homology_fusion_rule,
+    reference_rows,
+)
 from protlc.model.checkpoint import load_checkpoint  # noqa: E402
 
 KS = (1, 5, 25)
@@ -75,7 +87,12 @@ def main(argv=None) -> int:
     parser.add_argument("--homology-per-family", type=int, default=None,
                         help="also phmmer against N training domains per family, and the fusion")
     parser.add_argument("--threads", type=int, default=1, help="phmmer threads")
+    parser.add_argument("--no-knn", action="store_true",
+                        help="skip the embedding kNN and mix (then only the reference domains of the training split "
+                             "go through the network: much faster on a CPU)")
     args = parser.parse_args(argv)
+    if args.no_knn and args.homology_per_family is None:
+        parser.error("--no-knn leaves nothing to compare without --homology-per-family")
     device = torch.device(args.device)
     precision = "bf16-mixed" if device.type == "cuda" else "32"
     splits = {s: read_split(args.dataset, s) for s in ("train", "dev", "test")}
@@ -83,9 +100,10 @@ def main(argv=None) -> int:
     train_labels = splits["train"][col.LABEL].to_numpy().astype(np.int64)
     truth = {s: splits[s][col.CLEAN_LABEL].to_numpy() for s in ("dev", "test")}
     started = time.perf_counter()
-    hits = None
+    hits = rows = None
     if args.homology_per_family is not None:
         rows = reference_rows(train_labels, args.homology_per_family or None, seed=0)
+        truth["reference"] = splits["train"][col.CLEAN_LABEL].to_numpy()[rows]
         reference = Reference(splits["train"][col.SEQUENCE].to_numpy()[rows].tolist(), train_labels[rows])
         hits = {s: reference.search(splits[s][col.SEQUENCE].tolist(), args.threads) for s in ("dev", "test")}
         print(f"phmmer: {time.perf_counter() - started:.0f} s for {len(reference)} reference domains", flush=True)
@@ -96,20 +114,28 @@ def main(argv=None) -> int:
         tokens = 65536 if device.type == "cuda" else 16384
         emb, probs = {}, {}
         for name, frame in splits.items():
-            raw = model_outputs(model.encoder, EncodedSequences(frame[col.SEQUENCE].tolist()), device=device,
+            sequences = frame[col.SEQUENCE].to_numpy()
+            if name == "train" and args.no_knn:
+                sequences, rows_here = sequences[rows], np.arange(len(rows))
+            else:
+                rows_here = rows
+            raw = model_outputs(model.encoder, EncodedSequences(sequences.tolist()), device=device,
                                 precision=precision, tokens_per_batch=tokens)
             emb[name] = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
             if name != "train":
                 probs[name] = head_probs(model.head, raw)
+            elif rows is not None:
+                probs["reference"] = head_probs(model.head, raw[rows_here])
         all_emb.append(emb)
         all_probs.append(probs)
-        per_model[str(checkpoint)] = evaluate(emb, probs, train_labels, truth, num_classes, device, hits)
+        per_model[str(checkpoint)] = evaluate(emb, probs, train_labels, truth, num_classes, device, hits,
+                                              knn=not args.no_knn)
     report = {"dataset": str(args.dataset), "sizes": {s: len(f) for s, f in splits.items()},
               "models": per_model}
     if len(args.checkpoints) > 1:
         emb = {s: np.concatenate([e[s] for e in all_emb], axis=1) / np.sqrt(len(all_emb)) for s in splits}
-        probs = {s: np.mean([p[s] for p in all_probs], axis=0) for s in ("dev", "test")}
-        report["ensemble"] = evaluate(emb, probs, train_labels, truth, num_classes, device, hits)
+        probs = {s: np.mean([p[s] for p in all_probs], axis=0) for s in all_probs[0]}
+        report["ensemble"] = evaluate(emb, probs, train_labels, truth, num_classes, device, hits, knn=not args.no_knn)
     report["seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(report)
     print(text, flush=True)
@@ -119,19 +145,19 @@ def main(argv=None) -> int:
     return 0
 
 
-def evaluate(emb, probs, train_labels, truth, num_classes, device, hits=None) -> dict:
+def evaluate(emb, probs, train_labels, truth, num_classes, device, hits=None, knn: bool = True) -> dict:
     out, answers = {}, {}
     for split in ("dev", "test"):
-        y = truth[split]
         scores = {"softmax": probs[split]}
-        for k in KS:
-            scores[f"knn{k}"] = knn_votes(emb[split], emb["train"], train_labels, num_classes, k, device)
-        scores["mix"] = probs[split] + scores["knn5"]
+        if knn:
+            for k in KS:
+                scores[f"knn{k}"] = knn_votes(emb[split], emb["train"], train_labels, num_classes, k, device)
+            scores["mix"] = probs[split] + scores["knn5"]
         answers[split] = {name: s.argmax(1) for name, s in scores.items()}
         if hits is not None:
             answers[split]["phmmer"] = hits[split].label
     if hits is not None:
-        for base in ("softmax", "mix"):
+        for base in ("softmax", "mix") if knn else ("softmax",):
             cutoff, tried = choose_cutoff(answers["dev"][base], hits["dev"], truth["dev"])
             out[f"fused_{base}_cutoff"] = cutoff
             out[f"fused_{base}_dev_by_cutoff"] = tried
@@ -142,10 +168,23 @@ def evaluate(emb, probs, train_labels, truth, num_classes, device, hits=None) ->
         out["fused_vote_weight"], out["fused_vote_dev_by_weight"] = weight, tried
         for split in ("dev", "test"):
             answers[split]["fused_vote"] = fuse_vote(log_probs[split], hits[split], weight)[0]
+            evidence = family_evidence(hits[split], np.inf)
+            voted = hits[split].top_label[np.arange(len(evidence)), evidence.argmax(axis=1)]
+            answers[split]["phmmer_vote25"] = np.where(evidence.max(axis=1) > 0, voted, -1)
+        network_labels = probs["reference"].argmax(axis=1)
+        auto, tried = choose_fusion(homology_fusion_rule("vote", None, None, "auto"), probs["dev"], hits["dev"],
+                                    truth["dev"], network_labels)
+        out["fused_auto_labels"], out["fused_auto_weight"] = auto.labels, auto.weight
+        out["fused_auto_dev"] = {f"{labels} {w:g}": a for (labels, w), a in tried.items()}
+        out["reference_network_label_accuracy"] = round(float((network_labels == truth["reference"]).mean()), 4)
+        for split in ("dev", "test"):
+            chosen_hits = hits[split].relabelled(network_labels) if auto.labels == "network" else hits[split]
+            answers[split]["fused_auto"] = auto.apply(probs[split], chosen_hits)[0]
     if hits is not None:  # paired: queries only one of the two gets right
-        fused_right, phmmer_right = answers["test"]["fused_vote"] == truth["test"], answers["test"]["phmmer"] == truth["test"]
-        out["test/fused_vote_only_right"] = int((fused_right & ~phmmer_right).sum())
-        out["test/phmmer_only_right"] = int((phmmer_right & ~fused_right).sum())
+        for fused, search in (("fused_vote", "phmmer"), ("fused_auto", "phmmer_vote25")):
+            fused_right, search_right = answers["test"][fused] == truth["test"], answers["test"][search] == truth["test"]
+            out[f"test/{fused}_only_right_vs_{search}"] = int((fused_right & ~search_right).sum())
+            out[f"test/{search}_only_right_vs_{fused}"] = int((search_right & ~fused_right).sum())
     for split in ("dev", "test"):
         y = truth[split]
         for name, predicted in answers[split].items():

@@ -13,6 +13,11 @@ never test:
   over those families and the network's own top family. A family many good hits agree on wins over one
   lucky hit (robust to wrong labels in the reference), the network breaks near-ties between families, and
   where phmmer finds nothing the network answers.
+
+The reference's labels are the dataset's observed training labels, or the network's own prediction for each
+reference domain (``network``): with noisy training labels a trained network labels the training domains
+better than the noise does (ProSelfLC's premise: trust the learner's knowledge once it has some), and the
+hits then vote with corrected labels. ``auto`` chooses between the two on the dev split with the weight.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ DEFAULT_EVALUE = 1e-3
 DEFAULT_PER_FAMILY = 100
 VOTE_HITS = 25
 FUSIONS = ("vote", "best-hit")
+REFERENCE_LABELS = ("auto", "observed", "network")
 WEIGHTS = (0.01, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # fuse_vote's weight candidates, network trust ascending
 _LOG_FLOOR = np.log(1e-12)
 
@@ -51,6 +57,7 @@ class Hits:
         bitscore: ``(N,)`` float64, its bit score (0 when there is no hit).
         top_label, top_evalue, top_bits: ``(N, K)`` the same for the K best reported hits, best first
             (padded with -1, ``inf`` and 0); None when only the best hit was kept.
+        top_row: ``(N, K)`` the reference row of each of them (-1: none); None when not known.
     """
 
     label: np.ndarray
@@ -59,6 +66,19 @@ class Hits:
     top_label: np.ndarray | None = None
     top_evalue: np.ndarray | None = None
     top_bits: np.ndarray | None = None
+    top_row: np.ndarray | None = None
+
+    def relabelled(self, reference_labels: np.ndarray) -> "Hits":
+        """The same hits with each reference row labelled by ``reference_labels`` ``(M,)`` instead.
+
+        Raises:
+            ConfigError: the hits do not know their reference rows.
+        """
+        if self.top_row is None:
+            raise ConfigError("relabelling hits needs their reference rows (Reference.search keeps them)")
+        labels = np.where(self.top_row >= 0, np.asarray(reference_labels, np.int64)[np.maximum(self.top_row, 0)], -1)
+        return Hits(labels[:, 0].copy(), self.evalue, self.bitscore, labels, self.top_evalue, self.top_bits,
+                    self.top_row)
 
 
 def reference_rows(labels: np.ndarray, per_family: int | None, seed: int) -> np.ndarray:
@@ -87,6 +107,7 @@ class Reference:
     def __init__(self, sequences: Sequence[str], labels: Sequence[int]):
         if len(sequences) == 0:
             raise ConfigError("homology reference: no reference domains")
+        self.sequences = list(sequences)
         self.labels = np.asarray(labels, dtype=np.int64)
         self._database = _digital(_pyhmmer(), sequences)
 
@@ -100,15 +121,15 @@ class Reference:
             raise ConfigError(f"homology search: keep at least 1 hit per query, got {keep}")
         pyhmmer = _pyhmmer()
         n = len(queries)
-        top_label, top_evalue, top_bits = np.full((n, keep), -1, np.int64), np.full((n, keep), np.inf), np.zeros((n, keep))
+        top_row, top_evalue, top_bits = np.full((n, keep), -1, np.int64), np.full((n, keep), np.inf), np.zeros((n, keep))
         if n:
             for i, top in enumerate(pyhmmer.hmmer.phmmer(_digital(pyhmmer, queries), self._database, cpus=threads)):
                 reported = sorted((h for h in top if h.reported), key=lambda h: (h.evalue, -h.score))[:keep]
                 for j, hit in enumerate(reported):
-                    top_label[i, j] = self.labels[int(_name(hit))]
+                    top_row[i, j] = int(_name(hit))
                     top_evalue[i, j], top_bits[i, j] = hit.evalue, hit.score
-        return Hits(top_label[:, 0].copy(), top_evalue[:, 0].copy(), top_bits[:, 0].copy(),
-                    top_label, top_evalue, top_bits)
+        return Hits(np.zeros(n, np.int64), top_evalue[:, 0].copy(), top_bits[:, 0].copy(), None, top_evalue, top_bits,
+                    top_row).relabelled(self.labels)
 
 
 def _name(hit) -> str:
@@ -215,12 +236,20 @@ class HomologyFusion:
     Attributes:
         method: ``vote`` (:func:`fuse_vote`) or ``best-hit`` (:func:`fuse`).
         evalue: best-hit: the cutoff at which a hit decides; vote: hits above it are no evidence.
-        weight: vote: the network's weight (see :func:`fuse_vote`).
+        weight: vote: the network's weight (see :func:`fuse_vote`); None until chosen on dev.
+        labels: the reference's labels: ``observed`` (the dataset's), ``network`` (the network's prediction
+            for each reference domain) or ``auto`` until chosen on dev (:func:`choose_fusion`).
     """
 
     method: str
     evalue: float
     weight: float | None = None
+    labels: str = "observed"
+
+    @property
+    def needs_dev(self) -> bool:
+        """Whether a setting is still to be chosen on a dev split."""
+        return self.labels == "auto" or (self.method == "vote" and self.weight is None)
 
     def apply(self, probs: np.ndarray, hits: Hits) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, from_homology)`` for ``(N, C)`` probabilities."""
@@ -229,18 +258,58 @@ class HomologyFusion:
         return fuse(probs.argmax(axis=1), hits, self.evalue)
 
 
-def homology_fusion_rule(method: str, evalue: float | None, weight: float | None) -> HomologyFusion:
+def homology_fusion_rule(method: str, evalue: float | None, weight: float | None,
+                         labels: str = "auto") -> HomologyFusion:
     """The checked fusion settings (module docstring).
 
     Raises:
-        ConfigError: an unknown method, a negative E-value, a weight that is not > 0.
+        ConfigError: an unknown method or label source, a negative E-value, a weight that is not > 0.
     """
     if method not in FUSIONS:
         raise ConfigError(f"--homology-fusion {method!r}: choose one of {', '.join(FUSIONS)}")
+    if labels not in REFERENCE_LABELS:
+        raise ConfigError(f"--homology-labels {labels!r}: choose one of {', '.join(REFERENCE_LABELS)}")
     if evalue is None:
         evalue = DEFAULT_EVALUE if method == "best-hit" else float("inf")
     if not evalue >= 0:
         raise ConfigError(f"--homology-evalue must be >= 0, got {evalue}")
     if weight is not None and not weight > 0:
         raise ConfigError(f"--homology-weight must be > 0, got {weight}")
-    return HomologyFusion(method, float(evalue), weight)
+    return HomologyFusion(method, float(evalue), weight, labels)
+
+
+def choose_fusion(fusion: HomologyFusion, probs: np.ndarray, hits: Hits, truth: np.ndarray,
+                  network_labels: np.ndarray | None = None) -> tuple[HomologyFusion, dict]:
+    """Settle the settings ``fusion`` leaves open by accuracy on a dev split.
+
+    Args:
+        fusion: its ``labels`` may be ``auto`` and a vote's ``weight`` None.
+        probs: ``(N, C)`` the network's probabilities for the dev domains; truth: ``(N,)`` their labels.
+        hits: the dev domains' hits labelled with the observed reference labels.
+        network_labels: ``(M,)`` the network's label for each reference domain (needed unless ``labels`` is
+            ``observed``).
+
+    Returns:
+        The settled fusion (ties: observed labels, then the larger weight, as :func:`choose_weight`), and the
+        dev accuracy of each candidate keyed by ``(labels, weight)`` (weight None for best-hit).
+
+    Raises:
+        ConfigError: network labels are needed and missing.
+    """
+    sources = ("observed", "network") if fusion.labels == "auto" else (fusion.labels,)
+    if "network" in sources and network_labels is None:
+        raise ConfigError("reference labels 'network' need the network's label for every reference domain")
+    log_probs = np.log(np.maximum(probs, 1e-12))
+    accuracy, best = {}, None
+    for source in sources:
+        source_hits = hits if source == "observed" else hits.relabelled(network_labels)
+        if fusion.method == "vote" and fusion.weight is None:
+            weight, tried = choose_weight(log_probs, source_hits, truth, fusion.evalue)
+        else:
+            weight = fusion.weight
+            candidate = HomologyFusion(fusion.method, fusion.evalue, weight, source)
+            tried = {weight: float((candidate.apply(probs, source_hits)[0] == truth).mean())}
+        accuracy.update({(source, w): a for w, a in tried.items()})
+        if best is None or tried[weight] > best[0]:
+            best = (tried[weight], HomologyFusion(fusion.method, fusion.evalue, weight, source))
+    return best[1], accuracy

@@ -36,7 +36,7 @@ from protlc.homology import (
     Hits,
     HomologyFusion,
     Reference,
-    choose_weight,
+    choose_fusion,
     homology_fusion_rule,
     reference_rows,
 )
@@ -104,7 +104,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
             unknown_score: str | None = None,
             homology_reference: str | Path | None = None, homology_per_family: int | None = DEFAULT_PER_FAMILY,
             homology_evalue: float | None = None, threads: int = 1, homology_fusion: str = "vote",
-            homology_weight: float | None = None) -> PredictSummary:
+            homology_weight: float | None = None, homology_labels: str = "auto") -> PredictSummary:
     """Predict families for every sequence of ``input_path`` (FASTA, CSV/TSV, Parquet) into ``out_path``.
 
     ``progress``: a bar on stderr (None: when stderr is a terminal, see :mod:`protlc.progress`).
@@ -112,7 +112,8 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     domains per family; None: all) is searched with phmmer (``threads`` threads) and the hits are fused with
     the network's answer by ``homology_fusion`` (:class:`HomologyFusion`; ``homology_evalue`` None: 1e-3
     for best-hit, every reported hit for vote; ``homology_weight`` None: chosen on the reference dataset's
-    dev split, see :func:`calibrate_fusion`).
+    dev split; ``homology_labels``: the reference domains' labels, ``observed``, ``network`` (the model's
+    prediction for each) or ``auto`` (chosen on dev); see :func:`calibrate_fusion`).
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
     ``unknown_score``: ``max_p``, ``entropy`` or ``energy`` (None: the run's calibrated choice, else max p).
@@ -134,14 +135,21 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold)
     reference = fusion = dev_accuracy = None
     if homology_reference is not None:
-        fusion = homology_fusion_rule(homology_fusion, homology_evalue, homology_weight)
+        fusion = homology_fusion_rule(homology_fusion, homology_evalue, homology_weight, homology_labels)
         reference = load_reference(homology_reference, loaded.labels, homology_per_family)
     model = loaded.model.to(device)
-    if fusion is not None and fusion.weight is None and fusion.method == "vote":
-        fusion, dev_accuracy = calibrate_fusion(
-            fusion, reference, homology_reference,
-            lambda seqs: softmax(model_outputs(model, EncodedSequences(seqs), batch_size, device, precision,
-                                               tokens_per_batch)), threads)
+
+    def probabilities(sequences: list[str]) -> np.ndarray:
+        return softmax(model_outputs(model, EncodedSequences(sequences), batch_size, device, precision,
+                                     tokens_per_batch))
+
+    if fusion is not None:
+        network_labels = probabilities(reference.sequences).argmax(axis=1) if fusion.labels != "observed" else None
+        if fusion.needs_dev:
+            fusion, dev_accuracy = calibrate_fusion(fusion, reference, homology_reference, probabilities, threads,
+                                                    network_labels)
+        if fusion.labels == "network":
+            reference.labels = network_labels
     n = unknown = 0
     with progress_bar(progress, desc="predict", unit="seq") as bar, ChunkWriter(out_path) as writer:
         for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
@@ -161,26 +169,24 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
 DEV_CALIBRATION_MAX = 2000
 
 
-def calibrate_fusion(fusion: HomologyFusion, reference: Reference, dataset_dir, probabilities, threads: int
-                     ) -> tuple[HomologyFusion, dict]:
-    """The vote fusion with its weight chosen on the reference dataset's dev split (at most
-    :data:`DEV_CALIBRATION_MAX` domains, a seeded sample; dev labels are clean) by
-    :func:`protlc.homology.choose_weight`; ``probabilities(sequences)`` gives the network's ``(N, C)``.
+def calibrate_fusion(fusion: HomologyFusion, reference: Reference, dataset_dir, probabilities, threads: int,
+                     network_labels: np.ndarray | None = None) -> tuple[HomologyFusion, dict]:
+    """The fusion with its open settings (reference labels, vote weight) chosen on the reference dataset's dev
+    split (at most :data:`DEV_CALIBRATION_MAX` domains, a seeded sample; dev labels are clean) by
+    :func:`protlc.homology.choose_fusion`; ``probabilities(sequences)`` gives the network's ``(N, C)`` and
+    ``network_labels`` its label for each reference domain.
 
     Raises:
-        ConfigError: the dataset has no dev domains (pass ``--homology-weight``).
+        ConfigError: the dataset has no dev domains (pass ``--homology-weight`` and ``--homology-labels``).
     """
     dev = read_table(dataset_dir, "dev", [col.SEQUENCE, col.LABEL])
     if dev.num_rows == 0:
-        raise ConfigError(f"--homology-reference {dataset_dir}: no dev domains to choose --homology-weight on; "
-                          "pass --homology-weight")
+        raise ConfigError(f"--homology-reference {dataset_dir}: no dev domains to choose the fusion's settings on; "
+                          "pass --homology-weight and --homology-labels observed or network")
     rows = np.sort(np.random.default_rng(0).permutation(dev.num_rows)[:DEV_CALIBRATION_MAX])
     sequences = dev.column(col.SEQUENCE).to_numpy(zero_copy_only=False)[rows].tolist()
     truth = dev.column(col.LABEL).to_numpy()[rows]
-    probs = probabilities(sequences)
-    weight, accuracy = choose_weight(np.log(np.maximum(probs, 1e-12)), reference.search(sequences, threads), truth,
-                                     fusion.evalue)
-    return HomologyFusion(fusion.method, fusion.evalue, weight), accuracy
+    return choose_fusion(fusion, probabilities(sequences), reference.search(sequences, threads), truth, network_labels)
 
 
 def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold: float | None) -> tuple[str, float]:

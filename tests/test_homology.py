@@ -13,7 +13,18 @@ from protlc import columns as col  # noqa: E402
 from protlc.data.prepare import PrepareOptions, prepare_dataset  # noqa: E402
 from protlc.data.store import read_labels, read_split  # noqa: E402
 from protlc.errors import ConfigError  # noqa: E402
-from protlc.homology import Hits, Reference, choose_cutoff, choose_weight, fuse, fuse_vote, reference_rows  # noqa: E402
+from protlc.homology import (  # noqa: E402
+    Hits,
+    HomologyFusion,
+    Reference,
+    choose_cutoff,
+    choose_fusion,
+    choose_weight,
+    fuse,
+    fuse_vote,
+    homology_fusion_rule,
+    reference_rows,
+)
 from protlc.predict import predict  # noqa: E402
 
 
@@ -69,7 +80,9 @@ def test_the_vote_fusion_through_the_cli_chooses_its_weight_on_dev(clean_six, un
     result = CliRunner().invoke(cli, ["predict", str(untrained), str(tmp_path / "q.tsv"), "--out", str(tmp_path / "v.csv"),
                                        "--homology-reference", str(clean_six), "--homology-per-family", "10"])
     assert result.exit_code == 0, result.output
-    assert "chosen on the reference's dev split" in result.output
+    # an untrained network labels the reference badly, so auto keeps the observed labels
+    assert "homology vote: observed reference labels, weight" in result.output
+    assert "chosen on the reference's dev split" in result.output and "network W 0.01:" in result.output
     a, b = pd.read_csv(tmp_path / "plain.csv"), pd.read_csv(tmp_path / "v.csv")
     assert (b["predicted_family"].to_numpy() == test[col.FAMILY_ID].to_numpy()).mean() >= 0.9
     by_network = b["source"] == "network"
@@ -165,3 +178,64 @@ def test_search_keeps_the_top_hits_best_first(clean_six):
     assert hits.top_label.shape == (1, 5) and hits.top_label[0, 0] == hits.label[0]
     found = hits.top_label[0] >= 0
     assert found.sum() >= 2 and np.all(np.diff(hits.top_evalue[0, found]) >= 0)
+
+
+def test_relabelled_hits_take_each_reference_rows_new_label():
+    hits = Hits(np.array([3, -1]), np.array([1e-9, np.inf]), np.array([50.0, 0.0]), np.array([[3, 4, 3], [-1, -1, -1]]),
+                np.array([[1e-9, 1e-5, 1e-2], [np.inf] * 3]), np.array([[50.0, 30.0, 20.0], [0.0] * 3]),
+                top_row=np.array([[0, 2, 1], [-1, -1, -1]]))
+    relabelled = hits.relabelled(np.array([7, 8, 9]))
+    assert relabelled.top_label.tolist() == [[7, 9, 8], [-1, -1, -1]] and relabelled.label.tolist() == [7, -1]
+    assert relabelled.top_bits is hits.top_bits and relabelled.top_row is hits.top_row
+    with pytest.raises(ConfigError, match="reference rows"):
+        Hits(hits.label, hits.evalue, hits.bitscore).relabelled(np.array([7, 8, 9]))
+
+
+def test_network_labels_repair_a_noisy_reference_and_auto_chooses_them_on_dev(noisy_dataset):
+    """Real phmmer hits against a reference with 30% wrong labels: a network that knows the families (here
+    the clean labels stand in for it) makes the vote right again, and auto prefers it on dev; a network that
+    only repeats the observed labels ties, and the tie keeps the observed labels."""
+    train, dev = read_split(noisy_dataset, "train"), read_split(noisy_dataset, "dev")
+    rows = reference_rows(train[col.LABEL].to_numpy(), 15, seed=0)
+    observed, clean = train[col.LABEL].to_numpy()[rows], train[col.CLEAN_LABEL].to_numpy()[rows]
+    assert (observed != clean).mean() > 0.15
+    reference = Reference(train[col.SEQUENCE].to_numpy()[rows].tolist(), observed)
+    hits = reference.search(dev[col.SEQUENCE].tolist())
+    truth = dev[col.LABEL].to_numpy()
+    uniform = np.full((len(dev), 6), 1 / 6)
+    auto = homology_fusion_rule("vote", None, None, "auto")
+    chosen, accuracy = choose_fusion(auto, uniform, hits, truth, network_labels=clean)
+    assert chosen.labels == "network" and chosen.weight is not None
+    best_observed = max(a for (source, _), a in accuracy.items() if source == "observed")
+    assert accuracy[("network", chosen.weight)] > best_observed
+    repeat, _ = choose_fusion(auto, uniform, hits, truth, network_labels=observed)
+    assert repeat.labels == "observed"
+    fixed, tried = choose_fusion(HomologyFusion("best-hit", 1e-3, None, "auto"), uniform, hits, truth, clean)
+    assert fixed.labels == "network" and set(tried) == {("observed", None), ("network", None)}
+    with pytest.raises(ConfigError, match="need the network's label"):
+        choose_fusion(auto, uniform, hits, truth)
+    with pytest.raises(ConfigError, match="--homology-labels 'mine'"):
+        homology_fusion_rule("vote", None, None, "mine")
+
+
+def test_network_reference_labels_through_predict(noisy_dataset, tmp_path, classifier_checkpoint):
+    """`--homology-labels network`: every hit is labelled with the network's own answer for that reference
+    domain, so with an untrained network the reported hit families are the network's guesses."""
+    ckpt = classifier_checkpoint(tmp_path / "u.ckpt", num_classes=6)
+    ckpt["hyper_parameters"]["labels"] = read_labels(noisy_dataset)
+    torch.save(ckpt, tmp_path / "u.ckpt")
+    dev = read_split(noisy_dataset, "dev")
+    dev[[col.SEQUENCE_NAME, col.SEQUENCE]].to_csv(tmp_path / "q.tsv", sep="\t", index=False)
+    kwargs = dict(homology_reference=noisy_dataset, homology_per_family=15, homology_weight=1.0)
+    net = predict(tmp_path / "u.ckpt", tmp_path / "q.tsv", tmp_path / "net.csv", homology_labels="network", **kwargs)
+    obs = predict(tmp_path / "u.ckpt", tmp_path / "q.tsv", tmp_path / "obs.csv", homology_labels="observed", **kwargs)
+    assert net.fusion.labels == "network" and obs.fusion.labels == "observed" and net.fusion_dev_accuracy is None
+    a, b = pd.read_csv(tmp_path / "net.csv"), pd.read_csv(tmp_path / "obs.csv")
+    train = read_split(noisy_dataset, "train")
+    train.iloc[reference_rows(train[col.LABEL].to_numpy(), 15, seed=0)][[col.SEQUENCE_NAME, col.SEQUENCE]].to_csv(
+        tmp_path / "ref.tsv", sep="\t", index=False)
+    predict(tmp_path / "u.ckpt", tmp_path / "ref.tsv", tmp_path / "ref.csv")
+    network_says = set(pd.read_csv(tmp_path / "ref.csv")["predicted_family"])
+    found = a["homology_family"].notna()
+    assert found.mean() > 0.8 and (a["homology_evalue"] == b["homology_evalue"]).all()
+    assert set(a.loc[found, "homology_family"]) <= network_says < set(b.loc[found, "homology_family"])
