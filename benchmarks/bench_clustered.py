@@ -39,7 +39,6 @@ sys.path.insert(0, str(REPO))
 from protlc import columns as col  # noqa: E402
 from protlc.data.loading import EncodedSequences  # noqa: E402
 from protlc.data.store import read_split  # noqa: E402
-from protlc.inference import model_outputs, softmax  # noqa: E402
 from protlc.homology import (  # noqa: E402
     Reference,
     choose_cutoff,
@@ -51,6 +50,7 @@ from protlc.homology import (  # noqa: E402
     homology_fusion_rule,
     reference_rows,
 )
+from protlc.inference import model_outputs, softmax  # noqa: E402
 from protlc.model.checkpoint import load_checkpoint  # noqa: E402
 
 KS = (1, 5, 25)

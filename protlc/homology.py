@@ -68,7 +68,7 @@ class Hits:
     top_bits: np.ndarray | None = None
     top_row: np.ndarray | None = None
 
-    def relabelled(self, reference_labels: np.ndarray) -> "Hits":
+    def relabelled(self, reference_labels: np.ndarray) -> Hits:
         """The same hits with each reference row labelled by ``reference_labels`` ``(M,)`` instead.
 
         Raises:
