@@ -282,6 +282,13 @@ def choose_fusion(fusion: HomologyFusion, probs: np.ndarray, hits: Hits, truth: 
                   network_labels: np.ndarray | None = None) -> tuple[HomologyFusion, dict]:
     """Settle the settings ``fusion`` leaves open by accuracy on a dev split.
 
+    The reference labels are chosen first, where they matter most: for a vote whose weight is open, at the
+    smallest candidate weight (the hits decide and the network only answers queries without hits), else
+    with the fusion's own settings; ties keep the observed labels. Then the weight, for the chosen labels
+    (:func:`choose_weight`). Choosing both jointly would compare the two label sources where the network
+    overrules most hits, which says little about the labels and, on a few hundred dev domains, turns on
+    single queries.
+
     Args:
         fusion: its ``labels`` may be ``auto`` and a vote's ``weight`` None.
         probs: ``(N, C)`` the network's probabilities for the dev domains; truth: ``(N,)`` their labels.
@@ -290,8 +297,8 @@ def choose_fusion(fusion: HomologyFusion, probs: np.ndarray, hits: Hits, truth: 
             ``observed``).
 
     Returns:
-        The settled fusion (ties: observed labels, then the larger weight, as :func:`choose_weight`), and the
-        dev accuracy of each candidate keyed by ``(labels, weight)`` (weight None for best-hit).
+        The settled fusion and the dev accuracy of each candidate tried, keyed by ``(labels, weight)``
+        (weight None for best-hit).
 
     Raises:
         ConfigError: network labels are needed and missing.
@@ -299,17 +306,17 @@ def choose_fusion(fusion: HomologyFusion, probs: np.ndarray, hits: Hits, truth: 
     sources = ("observed", "network") if fusion.labels == "auto" else (fusion.labels,)
     if "network" in sources and network_labels is None:
         raise ConfigError("reference labels 'network' need the network's label for every reference domain")
+    source_hits = {s: hits if s == "observed" else hits.relabelled(network_labels) for s in sources}
     log_probs = np.log(np.maximum(probs, 1e-12))
-    accuracy, best = {}, None
+    open_weight = fusion.method == "vote" and fusion.weight is None
+    probe = WEIGHTS[0] if open_weight else fusion.weight
+    accuracy = {}
     for source in sources:
-        source_hits = hits if source == "observed" else hits.relabelled(network_labels)
-        if fusion.method == "vote" and fusion.weight is None:
-            weight, tried = choose_weight(log_probs, source_hits, truth, fusion.evalue)
-        else:
-            weight = fusion.weight
-            candidate = HomologyFusion(fusion.method, fusion.evalue, weight, source)
-            tried = {weight: float((candidate.apply(probs, source_hits)[0] == truth).mean())}
-        accuracy.update({(source, w): a for w, a in tried.items()})
-        if best is None or tried[weight] > best[0]:
-            best = (tried[weight], HomologyFusion(fusion.method, fusion.evalue, weight, source))
-    return best[1], accuracy
+        candidate = HomologyFusion(fusion.method, fusion.evalue, probe, source)
+        accuracy[(source, probe)] = float((candidate.apply(probs, source_hits[source])[0] == truth).mean())
+    labels = "network" if accuracy.get(("network", probe), -1.0) > accuracy.get(("observed", probe), -1.0) else sources[0]
+    weight = fusion.weight
+    if open_weight:
+        weight, tried = choose_weight(log_probs, source_hits[labels], truth, fusion.evalue)
+        accuracy.update({(labels, w): a for w, a in tried.items()})
+    return HomologyFusion(fusion.method, fusion.evalue, weight, labels), accuracy
