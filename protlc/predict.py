@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ from protlc import columns as col
 from protlc.calibration import find_calibration
 from protlc.data.chunks import ChunkWriter, check_not_input, iter_sequence_chunks
 from protlc.data.loading import EncodedSequences
-from protlc.data.store import read_labels, read_table
+from protlc.data.store import read_labels, read_table, split_path
 from protlc.errors import ConfigError
 from protlc.homology import (
     DEFAULT_EVALUE,
@@ -51,6 +52,7 @@ from protlc.metrics import entropy
 from protlc.model.checkpoint import load_checkpoint
 from protlc.progress import progress_bar
 from protlc.unknown import DEFAULT_SCORE, SCORES, score
+from protlc.unknown import threshold as unknown_threshold_of
 
 
 def prediction_frame(names, probs: np.ndarray, labels: list[dict], top_k: int, threshold: float,
@@ -95,6 +97,7 @@ class PredictSummary:
     score: str = DEFAULT_SCORE
     fusion: HomologyFusion | None = None
     fusion_dev_accuracy: dict | None = None
+    models: int = 1
 
 
 def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path, top_k: int = 3,
@@ -104,7 +107,8 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
             unknown_score: str | None = None,
             homology_reference: str | Path | None = None, homology_per_family: int | None = DEFAULT_PER_FAMILY,
             homology_evalue: float | None = None, threads: int = 1, homology_fusion: str = "vote",
-            homology_weight: float | None = None, homology_labels: str = "auto") -> PredictSummary:
+            homology_weight: float | None = None, homology_labels: str = "auto",
+            ensemble: Sequence[str | Path] = ()) -> PredictSummary:
     """Predict families for every sequence of ``input_path`` (FASTA, CSV/TSV, Parquet) into ``out_path``.
 
     ``progress``: a bar on stderr (None: when stderr is a terminal, see :mod:`protlc.progress`).
@@ -117,13 +121,17 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
     ``unknown_score``: ``max_p``, ``entropy`` or ``energy`` (None: the run's calibrated choice, else max p).
+    ``ensemble``: more classifier checkpoints over the same families; the prediction is the mean of all the
+    models' probabilities (:func:`ensemble_logits`), and the unknown threshold is calibrated for that mean
+    on the dev split of the first checkpoint's dataset (or of ``homology_reference``), as ``protlc train``
+    calibrates one model.
 
     Raises:
         CheckpointError: not a classifier checkpoint. InputError: bad sequences (file + record named).
-        ConfigError: bad ``top_k`` or threshold.
+        ConfigError: bad ``top_k`` or threshold; ensemble members over other families; energy for an ensemble.
     """
     checkpoint = Path(checkpoint)
-    check_not_input(out_path, input_path, checkpoint)
+    check_not_input(out_path, input_path, checkpoint, *ensemble)
     if top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {top_k}")
     if batch_size < 1:
@@ -132,16 +140,26 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     tokens_per_batch = inference_tokens(device, tokens_per_batch)
     loaded = load_checkpoint(checkpoint, task="classify")
     precision = inference_precision(precision, loaded.config)
-    score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold)
+    models = [m.to(device) for m in ensemble_models(checkpoint, loaded, ensemble)]
+
+    def logits_of(sequences: list[str]) -> np.ndarray:
+        return ensemble_logits([model_outputs(m, EncodedSequences(sequences), batch_size, device, precision,
+                                              tokens_per_batch) for m in models])
+
+    def probabilities(sequences: list[str]) -> np.ndarray:
+        return softmax(logits_of(sequences))
+
+    calibrate = None
+    if len(models) > 1:
+        if unknown_score == "energy":
+            raise ConfigError("--unknown-score energy: the mean probability of an ensemble has no energy score; "
+                              "use max_p or entropy")
+        calibrate = dev_calibration(homology_reference or loaded.config.get("dataset"), logits_of)
+    score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold, calibrate)
     reference = fusion = dev_accuracy = None
     if homology_reference is not None:
         fusion = homology_fusion_rule(homology_fusion, homology_evalue, homology_weight, homology_labels)
         reference = load_reference(homology_reference, loaded.labels, homology_per_family)
-    model = loaded.model.to(device)
-
-    def probabilities(sequences: list[str]) -> np.ndarray:
-        return softmax(model_outputs(model, EncodedSequences(sequences), batch_size, device, precision,
-                                     tokens_per_batch))
 
     if fusion is not None:
         network_labels = probabilities(reference.sequences).argmax(axis=1) if fusion.labels != "observed" else None
@@ -153,8 +171,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     n = unknown = 0
     with progress_bar(progress, desc="predict", unit="seq") as bar, ChunkWriter(out_path) as writer:
         for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
-            logits = model_outputs(model, EncodedSequences(chunk[col.SEQUENCE].tolist()), batch_size, device,
-                                   precision, tokens_per_batch)
+            logits = logits_of(chunk[col.SEQUENCE].tolist())
             hits = reference.search(chunk[col.SEQUENCE].tolist(), threads) if reference is not None else None
             frame = prediction_frame(chunk[col.SEQUENCE_NAME], softmax(logits), loaded.labels, top_k, threshold,
                                      None if score_name == DEFAULT_SCORE else score(logits, score_name), hits,
@@ -163,7 +180,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
             n += len(frame)
             unknown += int(frame["is_unknown"].sum())
             bar.update(len(frame))
-    return PredictSummary(n, unknown, threshold, Path(out_path), score_name, fusion, dev_accuracy)
+    return PredictSummary(n, unknown, threshold, Path(out_path), score_name, fusion, dev_accuracy, len(models))
 
 
 DEV_CALIBRATION_MAX = 2000
@@ -189,9 +206,11 @@ def calibrate_fusion(fusion: HomologyFusion, reference: Reference, dataset_dir, 
     return choose_fusion(fusion, probabilities(sequences), reference.search(sequences, threads), truth, network_labels)
 
 
-def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold: float | None) -> tuple[str, float]:
+def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold: float | None,
+                 calibrate=None) -> tuple[str, float]:
     """``(score, threshold)`` for ``is_unknown``: the given ones, else the run's calibration, else max p
-    with threshold 0 (nothing flagged; -inf for energy).
+    with threshold 0 (nothing flagged; -inf for energy). ``calibrate(score) -> threshold`` (an ensemble's,
+    :func:`dev_calibration`) replaces the run's calibration file, and the score defaults to max p.
 
     Raises:
         ConfigError: an unknown score name, a max-p or entropy threshold outside [0, 1], or a score that the
@@ -199,9 +218,11 @@ def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold:
     """
     if unknown_score is not None and unknown_score not in SCORES:
         raise ConfigError(f"--unknown-score {unknown_score!r}: choose one of {', '.join(SCORES)}")
-    calibration = find_calibration(checkpoint)
+    calibration = None if calibrate is not None else find_calibration(checkpoint)
     name = unknown_score or (calibration[0] if calibration else DEFAULT_SCORE)
     threshold = unknown_threshold
+    if threshold is None and calibrate is not None:
+        threshold = calibrate(name)
     if threshold is None and calibration is not None:
         threshold = calibration[1].get(name)
         if threshold is None:
@@ -212,6 +233,54 @@ def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold:
     if name != "energy" and not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--unknown-threshold must be in [0, 1] for --unknown-score {name}, got {threshold}")
     return name, float(threshold)
+
+
+def ensemble_models(checkpoint: Path, loaded, others: Sequence[str | Path]) -> list:
+    """The models of ``loaded`` and of every checkpoint in ``others`` (eval mode, on the CPU).
+
+    Raises:
+        CheckpointError: one is not a classifier checkpoint. ConfigError: its families (or their order)
+            differ from the first checkpoint's.
+    """
+    models = [loaded.model]
+    families = [e["family_id"] for e in loaded.labels]
+    for path in others:
+        member = load_checkpoint(path, task="classify")
+        if [e["family_id"] for e in member.labels] != families:
+            raise ConfigError(f"--ensemble {path}: its families differ from {checkpoint}'s; an ensemble averages "
+                              "models trained on the same dataset")
+        models.append(member.model)
+    return models
+
+
+def ensemble_logits(member_logits: list[np.ndarray]) -> np.ndarray:
+    """One model's ``(N, C)`` logits, or for several the log of their mean softmax probability (so that
+    softmax of the result is the ensemble's mean probability; floored at 1e-30)."""
+    if len(member_logits) == 1:
+        return member_logits[0]
+    return np.log(np.maximum(np.mean([softmax(z) for z in member_logits], axis=0), 1e-30))
+
+
+def dev_calibration(dataset_dir, logits_of):
+    """``calibrate(score) -> threshold`` on the dev split of ``dataset_dir`` (protlc.unknown's 1st percentile
+    of the dev domains' score); the dataset is only read when a threshold is asked for.
+
+    Raises (when called):
+        ConfigError: no dataset recorded, or its dev split is missing or empty.
+    """
+    def calibrate(name: str) -> float:
+        dev_path = split_path(dataset_dir, "dev") if dataset_dir else None
+        if dev_path is None or not dev_path.is_file():
+            raise ConfigError(f"--ensemble: the unknown threshold is calibrated on the dev split of the first "
+                              f"checkpoint's dataset ({dataset_dir or 'not recorded'}), which is not there; "
+                              "pass --unknown-threshold, or --homology-reference DATASET_DIR")
+        sequences = read_table(dataset_dir, "dev", [col.SEQUENCE]).column(col.SEQUENCE).to_pylist()
+        if not sequences:
+            raise ConfigError(f"--ensemble: {dev_path} has no domains to calibrate the unknown threshold on; "
+                              "pass --unknown-threshold")
+        return unknown_threshold_of(score(logits_of(sequences), name))
+
+    return calibrate
 
 
 def load_reference(dataset_dir: str | Path, labels: list[dict], per_family: int | None) -> Reference:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
+from protlc import columns as col
 from protlc.cli import cli
+from protlc.data.store import read_split
+from protlc.predict import predict
 from protlc.training.run import train
 
 
@@ -142,3 +147,87 @@ def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
     q.write_text(">a\nMKVLA\n")
     result = invoke("predict", evil, q, "--out", tmp_path / "o.csv")
     assert result.exit_code == 3 and "refused to load" in result.output
+
+
+# ----------------------------------------------------------------------------------------------- ensembles
+
+
+@pytest.fixture
+def two_members(tmp_path, classifier_checkpoint, noisy_dataset):
+    """Two different untrained classifiers over the 6 families of ``noisy_dataset`` (its dataset recorded)."""
+    from protlc.data.store import read_labels
+
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"m{i}.ckpt"
+        ckpt = classifier_checkpoint(path, num_classes=6)
+        ckpt["hyper_parameters"]["labels"] = read_labels(noisy_dataset)
+        ckpt["hyper_parameters"]["config"]["dataset"] = str(noisy_dataset)
+        generator = torch.Generator().manual_seed(i)
+        for name, value in ckpt["state_dict"].items():
+            if value.is_floating_point() and "running" not in name:
+                value.add_(0.1 * torch.randn(value.shape, generator=generator))
+        torch.save(ckpt, path)
+        paths.append(path)
+    return paths
+
+
+def _probabilities(frame: pd.DataFrame, families: list[str]) -> np.ndarray:
+    """The full (N, C) probabilities from a prediction table written with --top-k C."""
+    out = np.zeros((len(frame), len(families)))
+    for k in range(1, len(families) + 1):
+        for j, family in enumerate(families):
+            hit = (frame[f"top{k}_family"] == family).to_numpy()
+            out[hit, j] = frame.loc[hit, f"top{k}_probability"].to_numpy()
+    return out
+
+
+def test_an_ensemble_predicts_the_mean_probability_with_a_threshold_calibrated_for_it(two_members, noisy_dataset,
+                                                                                        tmp_path):
+    from protlc.data.store import read_labels
+
+    families = [e["family_id"] for e in read_labels(noisy_dataset)]
+    dev = read_split(noisy_dataset, "dev")
+    dev[[col.SEQUENCE_NAME, col.SEQUENCE]].to_csv(tmp_path / "dev.tsv", sep="\t", index=False)
+    singles = []
+    for i, member in enumerate(two_members):
+        predict(member, tmp_path / "dev.tsv", tmp_path / f"single{i}.csv", top_k=6, unknown_threshold=0.0)
+        singles.append(_probabilities(pd.read_csv(tmp_path / f"single{i}.csv"), families))
+    assert np.abs(singles[0] - singles[1]).max() > 0.05  # the members differ
+    summary = predict(two_members[0], tmp_path / "dev.tsv", tmp_path / "ens.csv", top_k=6, ensemble=[two_members[1]])
+    ens = pd.read_csv(tmp_path / "ens.csv")
+    mean = (singles[0] + singles[1]) / 2
+    np.testing.assert_allclose(_probabilities(ens, families), mean, atol=1e-6)
+    assert summary.models == 2 and (ens["predicted_family"] == np.array(families)[mean.argmax(1)]).all()
+    # the threshold is the ensemble's own: the 1st percentile of its max probability on the dev split
+    assert summary.threshold == pytest.approx(np.quantile(mean.max(1), 0.01), abs=1e-6)
+    assert ens["is_unknown"].sum() == (mean.max(1) < summary.threshold).sum() >= 1
+
+
+def test_ensemble_inputs_that_cannot_work_are_refused_in_one_line(two_members, noisy_dataset, tmp_path,
+                                                                  classifier_checkpoint):
+    from click.testing import CliRunner
+
+    from protlc.cli import cli
+
+    read_split(noisy_dataset, "test")[[col.SEQUENCE]].to_csv(tmp_path / "q.csv", index=False)
+    classifier_checkpoint(tmp_path / "other.ckpt", num_classes=6)  # families FAM0..FAM5
+    runner = CliRunner()
+    base = ["predict", str(two_members[0]), str(tmp_path / "q.csv"), "--out", str(tmp_path / "o.csv")]
+    ok = runner.invoke(cli, [*base, "--ensemble", str(two_members[1])])
+    assert ok.exit_code == 0 and "mean of 2 models" in ok.output, ok.output
+    (tmp_path / "o.csv").unlink()
+    for extra, message in ((["--ensemble", str(tmp_path / "other.ckpt")], "its families differ"),
+                           (["--ensemble", str(two_members[1]), "--unknown-score", "energy"], "no energy score")):
+        bad = runner.invoke(cli, [*base, *extra])
+        assert bad.exit_code != 0 and message in bad.output and "Traceback" not in bad.output, bad.output
+        assert not (tmp_path / "o.csv").exists()
+    moved = torch.load(two_members[1], weights_only=True)
+    moved["hyper_parameters"]["config"]["dataset"] = str(tmp_path / "gone")
+    torch.save(moved, tmp_path / "moved.ckpt")
+    bad = runner.invoke(cli, ["predict", str(tmp_path / "moved.ckpt"), str(tmp_path / "q.csv"), "--out",
+                              str(tmp_path / "o.csv"), "--ensemble", str(two_members[0])])
+    assert bad.exit_code != 0 and "pass --unknown-threshold" in bad.output
+    given = runner.invoke(cli, ["predict", str(tmp_path / "moved.ckpt"), str(tmp_path / "q.csv"), "--out",
+                                str(tmp_path / "o.csv"), "--ensemble", str(two_members[0]), "--unknown-threshold", "0.5"])
+    assert given.exit_code == 0 and "< 0.500, mean of 2 models" in given.output, given.output

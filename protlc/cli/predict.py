@@ -43,12 +43,15 @@ from protlc.homology import DEFAULT_PER_FAMILY, FUSIONS, REFERENCE_LABELS
 @click.option("--homology-labels", type=click.Choice(REFERENCE_LABELS), default="auto", show_default=True,
               help="The reference domains' labels: observed (the dataset's training labels), network (the model's "
                    "prediction for each: corrects noisy training labels) or auto (chosen on the dev split).")
+@click.option("--ensemble", "ensemble", multiple=True, type=click.Path(path_type=Path),
+              help="Another checkpoint over the same families (repeatable): predict with the mean probability of "
+                   "all models; the unknown threshold is then calibrated for the ensemble on the dataset's dev split.")
 @click.option("--threads", type=int, default=1, show_default=True, help="phmmer threads.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @inference_options
 def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, unknown_score, batch_size, max_length,
                     device, homology_reference, homology_per_family, homology_fusion, homology_weight,
-                    homology_evalue, homology_labels, threads, progress, tokens_per_batch, precision):
+                    homology_evalue, homology_labels, ensemble, threads, progress, tokens_per_batch, precision):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
     from protlc.cli.signals import terminate_cleanly
     from protlc.predict import predict
@@ -60,11 +63,12 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
                     unknown_score=None if unknown_score == "auto" else unknown_score,
                     homology_reference=homology_reference, homology_per_family=homology_per_family,
                     homology_evalue=homology_evalue, threads=threads, homology_fusion=homology_fusion,
-                    homology_weight=homology_weight, homology_labels=homology_labels)
+                    homology_weight=homology_weight, homology_labels=homology_labels, ensemble=ensemble)
     what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits"}[s.score]
     if s.fusion_dev_accuracy:
         tried = ", ".join(f"{labels}" + ("" if w is None else f" W {w:g}") + f": {a:.3f}"
                           for (labels, w), a in s.fusion_dev_accuracy.items())
         chosen = f"{s.fusion.labels} reference labels" + ("" if s.fusion.weight is None else f", weight {s.fusion.weight:g}")
         click.echo(f"homology {s.fusion.method}: {chosen}, chosen on the reference's dev split (accuracy {tried})")
-    click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at {what} < {s.threshold:.3f})")
+    models = f", mean of {s.models} models" if s.models > 1 else ""
+    click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at {what} < {s.threshold:.3f}{models})")
