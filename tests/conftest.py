@@ -137,7 +137,7 @@ def pab1_wild_type(nn4dms) -> tuple[str, int]:
 def dms_tiny_config():
     """``dms_tiny_config(*overrides)``: a resolved train-dms config for a 2-epoch run of a tiny head
     (``dms_tiny_config.overrides``: its settings as ``KEY=VALUE`` strings). It trains one head
-    (``head.additive=none``); tests of the default ``auto`` (two candidates) set ``head.additive=auto``."""
+    (``head.additive=none``); tests of the default ``auto`` (three candidates) set ``head.additive=auto``."""
     from protlc.training.fitness_run import load_dms_config
 
     tiny = ["model.preset=tiny", "model.filters=16", "model.dilations=[1, 2]", "head.channels=2", "head.hidden=16",

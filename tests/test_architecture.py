@@ -23,7 +23,7 @@ LAYERS = (
      "protlc.unknown"),
     ("protlc.model", "protlc.dms.mutations", "protlc.dms.tables", "protlc.dms.splits", "protlc.dms.ridge",
      "protlc.dms.rejects", "protlc.dms.encoding", "protlc.dms.library"),
-    ("protlc.inference",),
+    ("protlc.inference", "protlc.dms.epistasis"),
     ("protlc.predict", "protlc.audit", "protlc.dms.scoring", "protlc.training"),
     ("protlc.reproduce",),
     ("protlc.cli",),

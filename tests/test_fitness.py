@@ -330,7 +330,7 @@ AUTO = ("head.additive=auto", "head.dropout=0.0", "early_stopping.patience=10")
 
 @pytest.fixture(scope="module")
 def auto_run(pab1_subset, tmp_path_factory, dms_tiny_config):
-    """The default head.additive=auto: both candidate heads trained (2 epochs each) on 1,022 real Pab1 variants."""
+    """The default head.additive=auto: the three candidate heads trained (2 epochs each) on 1,022 real Pab1 variants."""
     out = tmp_path_factory.mktemp("auto") / "run"
     metrics = train_dms(pab1_subset, out, PAB1_WT, dms_tiny_config(*AUTO), offset=PAB1_OFFSET, seed=3)
     return out, metrics
@@ -340,12 +340,12 @@ def test_auto_is_the_default():
     assert DMS_DEFAULTS["head"]["additive"] == "auto"
 
 
-def test_auto_trains_both_candidates_and_keeps_the_best_on_tune(auto_run):
+def test_auto_trains_every_candidate_and_keeps_the_best_on_tune(auto_run):
     out, metrics = auto_run
     assert metrics == json.loads((out / "final_metrics.json").read_text())
-    assert metrics["choice/candidates"] == ["none", "ridge"] and metrics["choice/monitor"] == "tune/mse"
+    assert metrics["choice/candidates"] == ["none", "ridge", "epistasis"] and metrics["choice/monitor"] == "tune/mse"
     records = {}
-    for name in ("none", "ridge"):
+    for name in ("none", "ridge", "epistasis"):
         records[name] = json.loads((out / "candidates" / name / "candidate_metrics.json").read_text())
         assert not [k for k in records[name] if k.startswith("test/")]  # candidates are never evaluated on test
         assert (out / "candidates" / name / "checkpoints" / "best.ckpt").is_file()
@@ -360,11 +360,12 @@ def test_auto_trains_both_candidates_and_keeps_the_best_on_tune(auto_run):
         assert (out / "checkpoints" / name).read_bytes() == (out / "candidates" / chosen / "checkpoints" / name).read_bytes()
     for key in ("tune/mse", "tune/pearson", "train/mse"):
         assert metrics[key] == pytest.approx(records[chosen][key], abs=1e-12), key
-    assert ("additive_start/test/pearson" in metrics) == (chosen == "ridge")
+    assert ("additive_start/test/pearson" in metrics) == (chosen != "none")
     assert metrics["time/fit_seconds"] == pytest.approx(sum(r["time/fit_seconds"] for r in records.values()))
     assert metrics["ridge/test/pearson"] > 0.5 and metrics["epochs"] == 2
     assert "additive: auto" in (out / "config.yaml").read_text()  # --resume reads it back
     assert "additive: ridge" in (out / "candidates" / "ridge" / "config.yaml").read_text()
+    assert "additive: epistasis" in (out / "candidates" / "epistasis" / "config.yaml").read_text()
 
 
 def test_auto_test_metrics_are_the_chosen_models_and_score_reproduces_them(auto_run, pab1_subset, tmp_path):
@@ -399,7 +400,7 @@ def test_explicit_none_trains_one_head_the_same_as_the_none_candidate(auto_run, 
 def test_choose_uses_the_monitor_and_keeps_the_first_of_a_tie():
     from protlc.training.fitness_choice import candidate_names, choose
 
-    assert candidate_names({"head": {"kind": "positional"}}) == ("none", "ridge")
+    assert candidate_names({"head": {"kind": "positional"}}) == ("none", "ridge", "epistasis")
     assert candidate_names({"head": {"kind": "pooled"}}) == ("none",)  # the pooled head cannot hold the table
     records = {"none": {"tune/mse": 1.0, "tune/pearson": 0.5}, "ridge": {"tune/mse": 0.9, "tune/pearson": 0.4}}
     assert choose(records, "tune/mse", "min") == "ridge"
@@ -409,10 +410,11 @@ def test_choose_uses_the_monitor_and_keeps_the_first_of_a_tie():
 
 
 class _CrashInRidgeCandidate(pl.Callback):
-    """A kill at the start of epoch 1 of the candidate with the additive term."""
+    """A kill at the start of epoch 1 of the candidate with the ridge-started additive term."""
 
     def on_train_epoch_start(self, trainer, pl_module):
-        if pl_module.model.additive is not None and trainer.current_epoch == 1:
+        model = pl_module.model
+        if model.additive is not None and model.output is None and trainer.current_epoch == 1:
             raise RuntimeError("simulated kill")
 
 
@@ -452,5 +454,5 @@ def test_resume_refuses_to_switch_between_one_head_and_auto(run_dir, auto_run, p
     with pytest.raises(ConfigError, match="started with head.additive=auto"):
         train_dms(pab1_subset, auto, PAB1_WT, dms_tiny_config(*AUTO, "head.additive=ridge"), offset=PAB1_OFFSET,
                   seed=3, resume=True)
-    with pytest.raises(ConfigError, match="head.additive must be one of auto, none, ridge"):
+    with pytest.raises(ConfigError, match="head.additive must be one of auto, none, ridge, epistasis"):
         train_dms(pab1_subset, tmp_path / "bad", PAB1_WT, dms_tiny_config("head.additive=maybe"), offset=PAB1_OFFSET)

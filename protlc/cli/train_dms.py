@@ -56,8 +56,9 @@ def train_dms_command(table, out_dir, config_files, overrides, max_epochs, batch
 
     The ridge baseline (one-hot) is fitted on the same split; RUN_DIR/final_metrics.json holds
     test/pearson, test/spearman and ridge/test/pearson, ridge/test/spearman, and plots/ a scatter plot.
-    By default (head.additive=auto) two heads train, without and with the additive ridge term, in
-    RUN_DIR/candidates/; the one better on the tune split is kept (choice/chosen in final_metrics.json).
+    By default (head.additive=auto) three heads train in RUN_DIR/candidates/: the network alone, with an
+    additive term started at ridge, and with a global-epistasis term (an additive latent trait through a
+    learned monotone map); the one better on the tune split is kept (choice/chosen in final_metrics.json).
     """
     from protlc.dms.rejects import REJECTS_FILE, skipped_message
     from protlc.training.fitness_run import load_dms_config, train_dms

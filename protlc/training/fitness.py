@@ -70,6 +70,16 @@ class FitnessModule(pl.LightningModule):
             model.additive.weight.copy_(effects / model.score_std)
             model.additive.bias.fill_(float((wild_type_score - model.score_mean) / model.score_std))
 
+    def start_from_epistasis(self, fit) -> None:
+        """Start the table, the latent bias and the monotone map at a global-epistasis fit
+        (:class:`protlc.dms.epistasis.EpistasisResult`, fitted in this model's standardised units); the
+        network's gate stays 0, so the model starts at exactly the fit's predictions."""
+        model = self.model
+        with torch.no_grad():
+            model.additive.weight.copy_(fit.effects)
+            model.additive.bias.fill_(float(fit.bias))
+        model.output.load_state_dict(fit.output)
+
     def load_pretrained(self, classifier_state: dict) -> None:
         """Copy a Pfam classifier's weights (its ``model.`` state) into the encoder and the frozen family copy."""
         self.model.encoder.load_state_dict(submodule_state(classifier_state, "encoder."))

@@ -1,7 +1,9 @@
 """``head.additive: auto`` (the default of ``train-dms``): train each candidate head, keep the best on tune.
 
-The candidates are ``none`` (the network alone) and ``ridge`` (the network plus the per-position residue
-table that starts at a ridge fit); with ``head.kind: pooled``, which cannot hold the table, only ``none``.
+The candidates are ``none`` (the network alone), ``ridge`` (the network plus the per-position residue
+table that starts at a ridge fit) and ``epistasis`` (a global-epistasis fit, the table through a learned
+monotone map, with the network added on its latent scale); with ``head.kind: pooled``, which cannot hold
+the table, only ``none``.
 They train with the same config and seed (the same initial network weights, batch order and dropout) on
 the same split, one after the other, each in its own run directory::
 
@@ -68,7 +70,7 @@ _DONE = "done"
 
 def candidate_names(config: dict) -> tuple[str, ...]:
     """The candidates of ``head.additive: auto``, in the order that wins a tie."""
-    return ("none", "ridge") if config["head"]["kind"] == "positional" else ("none",)
+    return ("none", "ridge", "epistasis") if config["head"]["kind"] == "positional" else ("none",)
 
 
 def candidate_config(config: dict, name: str) -> dict:
@@ -142,8 +144,8 @@ def train_auto(config: dict, out: Path, table, wt, resume: bool, extra_callbacks
     model = load_checkpoint(out / CHECKPOINTS / "best.ckpt", task="fitness").model
     predictions, metrics = evaluate(model, data, configs[chosen], PARTS, device)
     metrics.update(data.ridge.metrics())
-    if chosen == "ridge":  # the starting point of the chosen head (a baseline, like ridge/...)
-        metrics.update(data.additive_start().metrics(ADDITIVE_START_PREFIX))
+    if chosen != "none":  # the starting point of the chosen head (a baseline, like ridge/...)
+        metrics.update(data.additive_start(chosen).metrics(ADDITIVE_START_PREFIX))
     record = records[chosen]
     metrics.update({
         **data_figures(model, data, config),

@@ -4,7 +4,7 @@ split (shared by the candidate heads of ``head.additive: auto``)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from protlc.atomic import atomic_write_text
 from protlc.data import store
 from protlc.data.loading import EncodedSequences
 from protlc.dms import splits as dms_splits
+from protlc.dms.epistasis import fit_global_epistasis
 from protlc.dms.rejects import REJECTS_FILE, write_rejects
 from protlc.dms.ridge import ridge_baseline
 from protlc.dms.tables import MUTATED_SEQUENCE, NUM_MUTATIONS, POSITIONS, SCORE, load_dms_table
@@ -94,17 +95,25 @@ class DmsData:
     sha256: str
     ridge: object
     ridge_seconds: float
-    _start: object = None
+    _starts: dict = field(default_factory=dict)
     start_seconds: float | None = None
 
-    def additive_start(self):
-        """The ridge fit with substitution types that ``head.additive=ridge`` starts from (fitted once)."""
-        if self._start is None:
+    def additive_start(self, kind: str = "ridge"):
+        """The fit that ``head.additive=KIND`` starts from (fitted once per run): ridge with substitution
+        types (:class:`~protlc.dms.ridge.RidgeResult`) or global epistasis
+        (:class:`~protlc.dms.epistasis.EpistasisResult`). ``start_seconds`` adds up their fitting times."""
+        if kind not in self._starts:
             started = time.perf_counter()
-            self._start = ridge_baseline(self.wild_type, self.sequences, self.scores,
-                                         dms_splits.Split(**self.parts), substitution_types=True)
-            self.start_seconds = time.perf_counter() - started
-        return self._start
+            split = dms_splits.Split(**self.parts)
+            if kind == "ridge":
+                self._starts[kind] = ridge_baseline(self.wild_type, self.sequences, self.scores, split,
+                                                    substitution_types=True)
+            elif kind == "epistasis":
+                self._starts[kind] = fit_global_epistasis(self.wild_type, self.sequences, self.scores, split)
+            else:
+                raise ConfigError(f"head.additive={kind!r} has no start")
+            self.start_seconds = (self.start_seconds or 0.0) + time.perf_counter() - started
+        return self._starts[kind]
 
 
 def prepare_data(config: dict, table, wt) -> DmsData:

@@ -101,7 +101,7 @@ class Fitted:
 
 def fit_candidate(config: dict, data: DmsData, out: Path, last: Path | None, extra_callbacks,
                   start_run_dir: Callable[[], None]) -> Fitted | None:
-    """Train one head (``config["head"]["additive"]`` none or ridge) in run directory ``out``, resuming from
+    """Train one head (``config["head"]["additive"]`` none, ridge or epistasis) in run directory ``out``, resuming from
     ``last`` when given; ``start_run_dir`` makes and locks ``out`` once the trainer is built.
 
     Returns:
@@ -111,10 +111,13 @@ def fit_candidate(config: dict, data: DmsData, out: Path, last: Path | None, ext
     mode = check_monitor(stopping["monitor"])
     module = _build_module(config, data.wild_type, data.scores[data.parts["train"]])
     start = None
-    if config["head"]["additive"] == "ridge":  # the additive term starts at ridge + substitution types
-        start = data.additive_start()
-        if last is None:
+    kind = config["head"]["additive"]
+    if kind in ("ridge", "epistasis"):  # the additive term starts at ridge + substitution types, or at the
+        start = data.additive_start(kind)  # global-epistasis fit
+        if last is None and kind == "ridge":
             module.start_from_additive(*ridge_effects(start.model, start.alpha))
+        elif last is None:
+            module.start_from_epistasis(start)
     datamodule = FamilyDataModule(data.encoded["train"], data.encoded["tune"], config["data"]["batch_size"],
                                   config["seed"], config["data"]["num_workers"], config["eval"]["batch_size"])
     throughput = ThroughputCallback()
