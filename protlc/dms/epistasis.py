@@ -11,8 +11,8 @@ scale, so it is one per-position residue table (``effects``) plus ``b``. The fit
 same result. It is the start of ``head.additive: epistasis`` and, on its own, a baseline reported as
 ``additive_start/...`` when that head is chosen.
 
-Measured on the nn4dms main splits (test Pearson; one-hot ridge in brackets): avGFP 0.974 (0.825),
-Pab1 0.933 (0.905), Bgl3 0.611 (0.587); without the type weights 0.973, 0.928, 0.577. It wins most where
+Measured on the nn4dms main splits (test Pearson; one-hot ridge in brackets): avGFP 0.975 (0.825),
+Pab1 0.933 (0.905), Bgl3 0.613 (0.587); without the type weights 0.973, 0.928, 0.577. It wins most where
 the measured fitness saturates (avGFP's bright and dark states).
 """
 
