@@ -50,8 +50,6 @@ class EpistasisResult:
     effects: torch.Tensor
     bias: float
     output: dict
-    mean: float
-    std: float
     l2: float
     steps: int
     tune_mse: float
@@ -143,16 +141,17 @@ def _fit_one(parts: dict, l2: float, sigmoids: int, start_target: float) -> tupl
         return output(torch.sparse.mm(x, beta[:, None]).squeeze(1) + bias)
 
     best = (float("inf"), 0, None)
-    for step in range(1, MAX_STEPS + 1):
-        optimizer.zero_grad()
-        loss = ((predict(x_train) - y_train) ** 2).mean() + l2 * (beta ** 2).sum() / len(y_train)
-        loss.backward()
-        optimizer.step()
+    for step in range(MAX_STEPS + 1):
+        if step:
+            optimizer.zero_grad()
+            loss = ((predict(x_train) - y_train) ** 2).mean() + l2 * (beta ** 2).sum() / len(y_train)
+            loss.backward()
+            optimizer.step()
         if step % EVAL_EVERY and step != MAX_STEPS:
             continue
         with torch.no_grad():
             mse = float(((predict(x_tune) - y_tune) ** 2).mean())
-        if mse < best[0]:
+        if best[2] is None or mse < best[0]:  # (step 0, the start, always counts: a NaN never replaces it)
             state = {"beta": beta.detach().clone(), "bias": bias.item(),
                      "output": {k: v.detach().clone() for k, v in output.state_dict().items()}}
             best = (mse, step, state)
@@ -162,7 +161,7 @@ def _fit_one(parts: dict, l2: float, sigmoids: int, start_target: float) -> tupl
 
 
 def fit_global_epistasis(wt: str, sequences: Sequence[str], scores: Sequence[float], split: Split,
-                         l2s: Sequence[float] = DEFAULT_L2S, sigmoids: int | None = None) -> EpistasisResult:
+                         l2s: Sequence[float] = DEFAULT_L2S, sigmoids: int = EPISTASIS_SIGMOIDS) -> EpistasisResult:
     """Fit the global-epistasis model on ``split.train``, choose ``l2`` and the step on tune MSE, report test.
 
     Args:
@@ -171,7 +170,6 @@ def fit_global_epistasis(wt: str, sequences: Sequence[str], scores: Sequence[flo
     Raises:
         InputError: sequences of another length than the wild type, or no mutated training variant.
     """
-    sigmoids = EPISTASIS_SIGMOIDS if sigmoids is None else sigmoids
     if {len(s) for s in sequences} != {len(wt)}:
         raise InputError(f"global epistasis: all sequences must have the wild type's length {len(wt)}")
     matrix = sequence_matrix(list(sequences), len(wt))
@@ -201,7 +199,7 @@ def fit_global_epistasis(wt: str, sequences: Sequence[str], scores: Sequence[flo
             return mean + std * output(latent).double().numpy()
 
     tune_prediction, test_prediction = predict("tune"), predict("test")
-    return EpistasisResult(effects, state["bias"], state["output"], mean, std, float(l2), int(steps),
+    return EpistasisResult(effects, state["bias"], state["output"], float(l2), int(steps),
                            float(np.mean((tune_prediction - y[split.tune]) ** 2)),
                            correlation(tune_prediction, y[split.tune]),
                            correlation(test_prediction, y[split.test]),
