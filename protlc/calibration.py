@@ -26,9 +26,12 @@ def calibrate_unknown_threshold(dev_probs: np.ndarray, quantile: float = UNKNOWN
     return float(np.quantile(dev_probs.max(axis=1), quantile))
 
 
-def write_calibration(run_dir: Path, dev_logits: np.ndarray, unknown_score: str = DEFAULT_SCORE) -> float:
-    """Write ``calibration.json`` from the dev split's logits; returns the threshold of ``unknown_score``."""
+def write_calibration(run_dir: Path, dev_logits: np.ndarray, unknown_score: str = DEFAULT_SCORE,
+                      other_scores: dict[str, np.ndarray] | None = None) -> float:
+    """Write ``calibration.json`` from the dev split's logits (and the dev values of scores that are not
+    functions of the logits, ``other_scores``: the nearest score); returns the threshold of ``unknown_score``."""
     thresholds = {name: threshold(score(dev_logits, name)) for name in SCORES}
+    thresholds.update({name: threshold(values) for name, values in (other_scores or {}).items()})
     write_json(run_dir / CALIBRATION_FILE,
                {"unknown_threshold": thresholds[DEFAULT_SCORE], "unknown_score": unknown_score, "thresholds": thresholds,
                 "quantile": UNKNOWN_QUANTILE, "split": "dev", "dev_sequences": int(len(dev_logits))})

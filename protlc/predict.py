@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from protlc import columns as col
 from protlc.calibration import find_calibration
@@ -51,7 +52,7 @@ from protlc.inference import (
 from protlc.metrics import entropy
 from protlc.model.checkpoint import load_checkpoint
 from protlc.progress import progress_bar
-from protlc.unknown import DEFAULT_SCORE, SCORES, score
+from protlc.unknown import ALL_SCORES, DEFAULT_SCORE, NEAREST, nearest_reference_rows, nearest_similarity, score
 from protlc.unknown import threshold as unknown_threshold_of
 
 
@@ -120,7 +121,9 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     prediction for each) or ``auto`` (chosen on dev); see :func:`calibrate_fusion`).
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
-    ``unknown_score``: ``max_p``, ``entropy`` or ``energy`` (None: the run's calibrated choice, else max p).
+    ``unknown_score``: ``max_p``, ``entropy``, ``energy`` or ``nearest`` (None: the run's calibrated choice, else
+    max p); ``nearest`` embeds the training domains of the run's dataset (or of ``homology_reference``) that
+    ``protlc train`` compared with (:func:`nearest_reference_sequences`).
     ``ensemble``: more classifier checkpoints over the same families; the prediction is the mean of all the
     models' probabilities (:func:`ensemble_logits`), and the unknown threshold is calibrated for that mean
     on the dev split of the first checkpoint's dataset (or of ``homology_reference``), as ``protlc train``
@@ -128,7 +131,8 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
 
     Raises:
         CheckpointError: not a classifier checkpoint. InputError: bad sequences (file + record named).
-        ConfigError: bad ``top_k`` or threshold; ensemble members over other families; energy for an ensemble.
+        ConfigError: bad ``top_k`` or threshold; ensemble members over other families; energy or nearest for an
+            ensemble; nearest without the run's dataset.
     """
     checkpoint = Path(checkpoint)
     check_not_input(out_path, input_path, checkpoint, *ensemble)
@@ -142,9 +146,11 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     precision = inference_precision(precision, loaded.config)
     models = [m.to(device) for m in ensemble_models(checkpoint, loaded, ensemble)]
 
+    def outputs(module: torch.nn.Module, sequences: list[str]) -> np.ndarray:
+        return model_outputs(module, EncodedSequences(sequences), batch_size, device, precision, tokens_per_batch)
+
     def logits_of(sequences: list[str]) -> np.ndarray:
-        return ensemble_logits([model_outputs(m, EncodedSequences(sequences), batch_size, device, precision,
-                                              tokens_per_batch) for m in models])
+        return ensemble_logits([outputs(m, sequences) for m in models])
 
     def probabilities(sequences: list[str]) -> np.ndarray:
         return softmax(logits_of(sequences))
@@ -156,6 +162,12 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
                               "use max_p or entropy")
         calibrate = dev_calibration(homology_reference or loaded.config.get("dataset"), logits_of)
     score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold, calibrate)
+    nearest_reference = None
+    if score_name == NEAREST:
+        if len(models) > 1:
+            raise ConfigError("--unknown-score nearest: an ensemble has no single embedding; use max_p or entropy")
+        nearest_reference = outputs(models[0].encoder, nearest_reference_sequences(
+            homology_reference or loaded.config.get("dataset"), loaded.labels))
     reference = fusion = dev_accuracy = None
     if homology_reference is not None:
         fusion = homology_fusion_rule(homology_fusion, homology_evalue, homology_weight, homology_labels)
@@ -171,11 +183,18 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     n = unknown = 0
     with progress_bar(progress, desc="predict", unit="seq") as bar, ChunkWriter(out_path) as writer:
         for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
-            logits = logits_of(chunk[col.SEQUENCE].tolist())
-            hits = reference.search(chunk[col.SEQUENCE].tolist(), threads) if reference is not None else None
+            sequences = chunk[col.SEQUENCE].tolist()
+            if nearest_reference is not None:  # one encoder pass for both the logits and the embedding
+                embeddings = outputs(models[0].encoder, sequences)
+                with torch.no_grad():
+                    logits = models[0].head(torch.from_numpy(embeddings).to(device)).float().cpu().numpy()
+                values = nearest_similarity(embeddings, nearest_reference)
+            else:
+                logits = logits_of(sequences)
+                values = None if score_name == DEFAULT_SCORE else score(logits, score_name)
+            hits = reference.search(sequences, threads) if reference is not None else None
             frame = prediction_frame(chunk[col.SEQUENCE_NAME], softmax(logits), loaded.labels, top_k, threshold,
-                                     None if score_name == DEFAULT_SCORE else score(logits, score_name), hits,
-                                     fusion)
+                                     values, hits, fusion)
             writer.write(frame)
             n += len(frame)
             unknown += int(frame["is_unknown"].sum())
@@ -216,8 +235,8 @@ def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold:
         ConfigError: an unknown score name, a max-p or entropy threshold outside [0, 1], or a score that the
             run's calibration.json has no threshold for (an older run) without ``--unknown-threshold``.
     """
-    if unknown_score is not None and unknown_score not in SCORES:
-        raise ConfigError(f"--unknown-score {unknown_score!r}: choose one of {', '.join(SCORES)}")
+    if unknown_score is not None and unknown_score not in ALL_SCORES:
+        raise ConfigError(f"--unknown-score {unknown_score!r}: choose one of {', '.join(ALL_SCORES)}")
     calibration = None if calibrate is not None else find_calibration(checkpoint)
     name = unknown_score or (calibration[0] if calibration else DEFAULT_SCORE)
     threshold = unknown_threshold
@@ -226,12 +245,14 @@ def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold:
     if threshold is None and calibration is not None:
         threshold = calibration[1].get(name)
         if threshold is None:
-            raise ConfigError(f"--unknown-score {name}: the run's calibration.json (older protlc) has a threshold "
-                              f"for {DEFAULT_SCORE} only; pass --unknown-threshold")
+            why = ("has no threshold for it (calibrated only when the dataset has novel families)" if name == NEAREST
+                   else f"(older protlc) has a threshold for {DEFAULT_SCORE} only")
+            raise ConfigError(f"--unknown-score {name}: the run's calibration.json {why}; pass --unknown-threshold")
     if threshold is None:
         threshold = float("-inf") if name == "energy" else 0.0
-    if name != "energy" and not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"--unknown-threshold must be in [0, 1] for --unknown-score {name}, got {threshold}")
+    low = -1.0 if name == NEAREST else 0.0
+    if name != "energy" and not low <= threshold <= 1.0:
+        raise ConfigError(f"--unknown-threshold must be in [{low:g}, 1] for --unknown-score {name}, got {threshold}")
     return name, float(threshold)
 
 
@@ -281,6 +302,25 @@ def dev_calibration(dataset_dir, logits_of):
         return unknown_threshold_of(score(logits_of(sequences), name))
 
     return calibrate
+
+
+def nearest_reference_sequences(dataset_dir: str | Path | None, labels: list[dict]) -> list[str]:
+    """The training domains that the nearest unknown score compares with: the sample ``protlc train`` used
+    (:func:`protlc.unknown.nearest_reference_rows` of the dataset's training split).
+
+    Raises:
+        ConfigError: no dataset recorded or given, it is not there, or its families differ from the checkpoint's.
+    """
+    if not dataset_dir or not split_path(dataset_dir, "train").is_file():
+        raise ConfigError(f"--unknown-score nearest compares with the training domains of the run's dataset "
+                          f"({dataset_dir or 'not recorded'}), which is not there; pass --homology-reference "
+                          "DATASET_DIR (the prepared dataset the model was trained on), or --unknown-score max_p")
+    if [e[col.FAMILY_ID] for e in read_labels(dataset_dir)] != [e["family_id"] for e in labels]:
+        raise ConfigError(f"{dataset_dir}: its families differ from the checkpoint's; the nearest unknown score "
+                          "needs the dataset the model was trained on")
+    train = read_table(dataset_dir, "train", [col.SEQUENCE, col.LABEL])
+    rows = nearest_reference_rows(train.column(col.LABEL).to_numpy())
+    return train.column(col.SEQUENCE).to_numpy(zero_copy_only=False)[rows].tolist()
 
 
 def load_reference(dataset_dir: str | Path, labels: list[dict], per_family: int | None) -> Reference:

@@ -305,7 +305,7 @@ def test_cli_sequence_column_and_skip_invalid(pab1_subset, nn4dms, tmp_path, dms
 
     result = _invoke("train-dms", table, "--out", tmp_path / "run", "--skip-invalid", *common)
     assert result.exit_code == 0, result.output
-    assert result.stderr.count(f"skipped 5 invalid rows") == 1
+    assert result.stderr.count("skipped 5 invalid rows") == 1
     rejects = pd.read_csv(tmp_path / "run" / "rejects.csv")
     assert list(rejects.columns) == ["row", "variant", "token", "reason"]
     assert rejects["row"].tolist() == sorted(bad)
@@ -343,7 +343,8 @@ def test_auto_is_the_default():
 def test_auto_trains_every_candidate_and_keeps_the_best_on_tune(auto_run):
     out, metrics = auto_run
     assert metrics == json.loads((out / "final_metrics.json").read_text())
-    assert metrics["choice/candidates"] == ["none", "ridge", "epistasis"] and metrics["choice/monitor"] == "tune/mse"
+    assert metrics["choice/candidates"] == ["none", "ridge", "epistasis", "ensemble"]
+    assert metrics["choice/monitor"] == "tune/mse"
     records = {}
     for name in ("none", "ridge", "epistasis"):
         records[name] = json.loads((out / "candidates" / name / "candidate_metrics.json").read_text())
@@ -353,16 +354,21 @@ def test_auto_trains_every_candidate_and_keeps_the_best_on_tune(auto_run):
         for key in ("tune/mse", "tune/pearson", "tune/spearman", "train/pearson"):
             assert metrics[f"choice/{name}/{key}"] == records[name][key]
     assert not [k for k in metrics if k.startswith("choice/") and "/test/" in k]
+    records["ensemble"] = {key[len("choice/ensemble/"):]: value for key, value in metrics.items()
+                           if key.startswith("choice/ensemble/")}
+    members = records["ensemble"]["members"]
+    assert len(members) >= 2 and set(members) <= {"none", "ridge", "epistasis"} and "epochs" not in records["ensemble"]
     chosen = metrics["choice/chosen"]
     assert records[chosen]["tune/mse"] == min(r["tune/mse"] for r in records.values())
     # the run's model is the chosen candidate: its checkpoint, and its tune metrics re-measured by the final step
-    for name in ("best.ckpt", "last.ckpt"):
-        assert (out / "checkpoints" / name).read_bytes() == (out / "candidates" / chosen / "checkpoints" / name).read_bytes()
-    for key in ("tune/mse", "tune/pearson", "train/mse"):
-        assert metrics[key] == pytest.approx(records[chosen][key], abs=1e-12), key
-    assert ("additive_start/test/pearson" in metrics) == (chosen != "none")
+    if chosen != "ensemble":
+        for name in ("best.ckpt", "last.ckpt"):
+            assert (out / "checkpoints" / name).read_bytes() == (out / "candidates" / chosen / "checkpoints" / name).read_bytes()
+    for key in ("tune/mse", "tune/pearson") + (("train/mse",) if chosen != "ensemble" else ()):
+        assert metrics[key] == pytest.approx(records[chosen][key], abs=1e-9), key
+    assert ("additive_start/test/pearson" in metrics) == (chosen not in ("none", "ensemble"))
     assert metrics["time/fit_seconds"] == pytest.approx(sum(r["time/fit_seconds"] for r in records.values()))
-    assert metrics["ridge/test/pearson"] > 0.5 and metrics["epochs"] == 2
+    assert metrics["ridge/test/pearson"] > 0.5 and metrics["epochs"] == (None if chosen == "ensemble" else 2)
     assert "additive: auto" in (out / "config.yaml").read_text()  # --resume reads it back
     assert "additive: ridge" in (out / "candidates" / "ridge" / "config.yaml").read_text()
     assert "additive: epistasis" in (out / "candidates" / "epistasis" / "config.yaml").read_text()
@@ -384,7 +390,51 @@ def test_auto_test_metrics_are_the_chosen_models_and_score_reproduces_them(auto_
     scored = pd.read_csv(tmp_path / "scored.csv")
     np.testing.assert_allclose(scored["fitness"], test["predicted"], rtol=1e-5, atol=1e-5)
     chosen = load_checkpoint(out / "checkpoints" / "best.ckpt", task="fitness")
-    assert chosen.hparams["head"]["additive"] == metrics["choice/chosen"]
+    if metrics["choice/chosen"] == "ensemble":
+        assert [h["additive"] for h in chosen.hparams["ensemble_heads"]] == metrics["choice/ensemble/members"]
+    else:
+        assert chosen.hparams["head"]["additive"] == metrics["choice/chosen"]
+
+
+def test_ensemble_checkpoint_scores_the_mean_of_its_members_and_its_tune_record_is_that_mean(
+        auto_run, pab1_subset, tmp_path, classifier_checkpoint):
+    """The ensemble candidate: its checkpoint (tensors and plain values only) scores every variant at the mean of
+    what its three member checkpoints score, and the tune MSE that auto compared is the MSE of that mean."""
+    from protlc.dms.scoring import score_library
+    from protlc.model.fitness import FitnessEnsemble
+    from protlc.training.fitness_choice import write_ensemble_checkpoint
+
+    out, metrics = auto_run
+    members = [out / "candidates" / name / "checkpoints" / "best.ckpt" for name in ("none", "ridge", "epistasis")]
+    write_ensemble_checkpoint(members, tmp_path / "ensemble.ckpt")
+    torch.load(tmp_path / "ensemble.ckpt", weights_only=True)
+    loaded = load_checkpoint(tmp_path / "ensemble.ckpt", task="fitness")
+    assert isinstance(loaded.model, FitnessEnsemble) and len(loaded.model.members) == 3
+    import yaml
+
+    from protlc.training.fitness_data import prepare_data
+
+    table = pd.read_csv(pab1_subset, sep="\t")
+    tune_rows = prepare_data(yaml.safe_load((out / "config.yaml").read_text()), pab1_subset, PAB1_WT).parts["tune"]
+    table.iloc[tune_rows][["variant"]].to_csv(tmp_path / "tune.csv", index=False)
+    scored = []
+    for i, checkpoint in enumerate([*members, tmp_path / "ensemble.ckpt"]):
+        score_library(checkpoint, tmp_path / "tune.csv", tmp_path / f"s{i}.csv", notation="nn4dms",
+                      offset=PAB1_OFFSET, mutant_column="variant")
+        scored.append(pd.read_csv(tmp_path / f"s{i}.csv")["fitness"].to_numpy())
+    mean = np.mean(scored[:3], axis=0)
+    np.testing.assert_allclose(scored[3], mean, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(scored[0], scored[1], atol=1e-3)  # the members differ: the mean is not one of them
+    measured = table.iloc[tune_rows]["score"].to_numpy()
+    subsets = {names: np.mean((np.mean([scored[i] for i in names], axis=0) - measured) ** 2)
+               for names in ((0, 1), (0, 2), (1, 2), (0, 1, 2))}
+    best = min(subsets, key=subsets.get)  # auto's ensemble is the subset of two or more best on tune
+    assert metrics["choice/ensemble/tune/mse"] == pytest.approx(subsets[best], rel=1e-4)
+    assert metrics["choice/ensemble/members"] == [("none", "ridge", "epistasis")[i] for i in best]
+    with pytest.raises(CheckpointError, match="fitness checkpoint"):
+        classifier_checkpoint(tmp_path / "pfam.ckpt")
+        write_ensemble_checkpoint([members[0], tmp_path / "pfam.ckpt"], tmp_path / "bad.ckpt")
+    assert not (tmp_path / "bad.ckpt").exists()
 
 
 def test_explicit_none_trains_one_head_the_same_as_the_none_candidate(auto_run, pab1_subset, tmp_path, dms_tiny_config):

@@ -17,7 +17,7 @@ from protlc.data import store
 from protlc.data.prepare import PrepareOptions, prepare_dataset
 from protlc.data.similarity import confusable_map
 from protlc.errors import InputError
-from protlc.unknown import auroc, novel_metrics, score, selection_half
+from protlc.unknown import auroc, nearest_reference_rows, nearest_similarity, novel_metrics, score, selection_half
 
 
 def run(*args):
@@ -175,6 +175,39 @@ def test_novel_metrics_choose_on_dev_and_report_on_test():
     assert metrics["novel/chosen_score"] == best and metrics["novel/auroc"] == metrics[f"novel/auroc_{best}"]
 
 
+def test_nearest_similarity_is_the_cosine_of_the_closest_reference():
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(50, 8))
+    query = np.concatenate([reference[:5] * 3.0, rng.normal(size=(20, 8)), np.zeros((1, 8))])
+    found = nearest_similarity(query, reference, batch=7)
+    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    assert np.allclose(found, (unit(query) @ unit(reference).T).max(axis=1), atol=1e-6)
+    assert np.allclose(found[:5], 1.0, atol=1e-6) and found[-1] == 0.0  # scale-free; a zero vector: 0
+    assert np.array_equal(found, nearest_similarity(query, reference[rng.permutation(50)], batch=7))
+    with pytest.raises(ValueError, match="non-empty"):
+        nearest_similarity(query, np.zeros((0, 8)))
+
+
+def test_nearest_reference_keeps_at_most_100_per_family_deterministically():
+    labels = np.repeat(np.arange(3), [250, 40, 101])
+    rows = nearest_reference_rows(labels)
+    assert np.bincount(labels[rows]).tolist() == [100, 40, 100]
+    assert np.array_equal(rows, nearest_reference_rows(labels)) and np.all(np.diff(rows) > 0)
+
+
+def test_novel_metrics_take_the_nearest_score_as_a_candidate():
+    rng = np.random.default_rng(0)
+    logits = [rng.normal(0, 1, (n, 5)) for n in (300, 300, 200)]  # the logits know nothing
+    families = np.repeat(np.array(["n1", "n2", "n3", "n4"]), 50)
+    nearest = (rng.uniform(0.8, 1.0, 300), rng.uniform(0.8, 1.0, 300), rng.uniform(0.5, 0.85, 200))
+    metrics = novel_metrics(*logits, families, seed=1, nearest=nearest)
+    half = selection_half(families, 1)
+    assert metrics["novel/chosen_score"] == "nearest"
+    assert metrics["novel/auroc"] == metrics["novel/auroc_nearest"] == auroc(nearest[1], nearest[2][~half]) > 0.9
+    assert metrics["novel/threshold_nearest"] == np.quantile(nearest[0], 0.01)
+    assert "novel/auroc_nearest" not in novel_metrics(*logits, families, seed=1)
+
+
 # ----------------------------------------------------------------------------------------------- train + predict
 
 
@@ -184,8 +217,8 @@ def test_train_records_novel_metrics_and_predict_uses_the_chosen_score(novel_dat
     out = novel_dataset[0]
     metrics = train(out, tmp_path / "run", tiny_config(**{"trainer.max_epochs": 1}))
     saved = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
-    assert saved["novel/chosen_score"] == metrics["novel/chosen_score"] in ("max_p", "entropy", "energy")
-    for name in ("max_p", "entropy", "energy"):
+    assert saved["novel/chosen_score"] == metrics["novel/chosen_score"] in ("max_p", "entropy", "energy", "nearest")
+    for name in ("max_p", "entropy", "energy", "nearest"):
         assert 0.0 <= saved[f"novel/auroc_{name}"] <= 1.0
     assert saved["novel/evaluation_domains"] + saved["novel/selection_domains"] == 320
     calibration = json.loads((tmp_path / "run" / "calibration.json").read_text())
@@ -195,7 +228,8 @@ def test_train_records_novel_metrics_and_predict_uses_the_chosen_score(novel_dat
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "p.csv")
     assert result.exit_code == 0, result.output
-    assert {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp"}[chosen] in result.output
+    assert {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp",
+            "nearest": "nearest training domain"}[chosen] in result.output
     frame = pd.read_csv(tmp_path / "p.csv").merge(store.read_split(out, col.NOVEL)[[col.SEQUENCE_NAME, col.FAMILY_ID]])
     evaluation = frame[col.FAMILY_ID].isin(saved["novel/evaluation_families"])
     assert abs(frame["is_unknown"][evaluation].mean() - saved[f"novel/flagged_novel_{chosen}"]) <= 1 / evaluation.sum()
@@ -213,3 +247,35 @@ def test_train_records_novel_metrics_and_predict_uses_the_chosen_score(novel_dat
     assert (old["is_unknown"] == (old["probability"] < 0.5)).all()
     result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "e.csv", "--unknown-score", "energy")
     assert result.exit_code == 2 and "has a threshold for max_p only; pass --unknown-threshold" in result.output
+
+
+def test_predict_nearest_score_matches_training_and_needs_the_dataset(novel_dataset, tmp_path, tiny_config):
+    """The nearest score of predict is the one train calibrated: the novel domains predict flags are the
+    ones final_metrics counted; without the run's dataset it stops with one line naming the fix."""
+    import shutil
+
+    from protlc.training.run import train
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(novel_dataset[0], dataset)
+    train(dataset, tmp_path / "run", tiny_config(**{"trainer.max_epochs": 1}))
+    saved = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    threshold = json.loads((tmp_path / "run" / "calibration.json").read_text())["thresholds"]["nearest"]
+    assert threshold == saved["novel/threshold_nearest"]
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = run("predict", ckpt, dataset / "novel.parquet", "--out", tmp_path / "n.csv", "--unknown-score", "nearest")
+    assert result.exit_code == 0, result.output
+    assert "nearest training domain <" in result.output
+    frame = pd.read_csv(tmp_path / "n.csv").merge(store.read_split(dataset, col.NOVEL)[[col.SEQUENCE_NAME, col.FAMILY_ID]])
+    evaluation = frame[col.FAMILY_ID].isin(saved["novel/evaluation_families"])
+    assert abs(frame["is_unknown"][evaluation].mean() - saved["novel/flagged_novel_nearest"]) <= 1 / evaluation.sum()
+    known = run("predict", ckpt, dataset / "train.parquet", "--out", tmp_path / "t.csv", "--unknown-score", "nearest")
+    assert known.exit_code == 0 and pd.read_csv(tmp_path / "t.csv")["is_unknown"].mean() < 0.01  # its own reference
+    shutil.move(dataset, tmp_path / "moved")
+    result = run("predict", ckpt, tmp_path / "moved" / "novel.parquet", "--out", tmp_path / "x.csv", "--unknown-score", "nearest")
+    assert result.exit_code == 2 and "--homology-reference DATASET_DIR" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.csv").exists()
+    result = run("predict", ckpt, tmp_path / "moved" / "novel.parquet", "--out", tmp_path / "x.csv",
+                 "--unknown-score", "nearest", "--homology-reference", tmp_path / "moved")
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(tmp_path / "x.csv")["is_unknown"].tolist() == pd.read_csv(tmp_path / "n.csv")["is_unknown"].tolist()

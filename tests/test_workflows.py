@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -53,9 +54,9 @@ def _check_novel_results(out: Path, settings: list[str], seeds: list[int]) -> pd
     assert len(table) == len(settings) * 2 * len(seeds)
     assert sorted(set(table["setting"])) == sorted(settings) and set(table["loss"]) == {"CCE", "ProSelfLC-AT"}
     for key in ("test/accuracy", "test/confidence_entropy", "test/ece", "novel/auroc_max_p", "novel/auroc_entropy",
-                "novel/auroc_energy", "novel/flagged_novel", "novel/flagged_known_test"):
+                "novel/auroc_energy", "novel/auroc_nearest", "novel/flagged_novel", "novel/flagged_known_test"):
         assert table[key].between(0, 1).all(), key
-    assert set(table["novel/chosen_score"]) <= {"max_p", "entropy", "energy"}
+    assert set(table["novel/chosen_score"]) <= {"max_p", "entropy", "energy", "nearest"}
     # every cell holds out the same 10 families (fixed split seed); the run's seed picks which half evaluates
     evaluation = table.groupby("seed")["novel/evaluation_families"]
     assert (evaluation.nunique() == 1).all() and len(table["novel/evaluation_families"][0].split(",")) == 5
@@ -95,6 +96,7 @@ def _check_hmmer_post_step(out: Path, table: pd.DataFrame) -> None:
     results = hmmer.collect(out, log=lambda line: None)
     assert len(results) == len(table) and results["consistency/ok"].all()
     assert sorted(p.name.split("-")[0] for p in (out / "hmmer").glob("*.npz")) == ["dev", "novel", "test"]
+    assert np.allclose(results["novel/auroc_nearest"], table["novel/auroc_nearest"])
     for key in ("hmmer/auroc", "hmmer/flagged_novel_evalue", "hmmer/flagged_known_test_evalue", "fused/auroc",
                 "fused/flagged_novel_at_evalue_rate", "hmmer/flagged_novel_at_network_rate"):
         assert results[key].between(0, 1).all(), key

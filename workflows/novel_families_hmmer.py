@@ -9,10 +9,11 @@ workflows/novel_families.py, every finished cell's network, phmmer and fused unk
    labels). The best hit's E-value of each domain is cached in ``OUT/hmmer/<split>-<digest>.npz``
    (digest of the reference and query sequences): the search runs once per distinct split, and the
    datasets of a workflow share their splits (fixed split seed).
-2. Per finished cell, the logits of its final model (``checkpoints/last.ckpt``, the model that
-   ``final_metrics.json`` scored; cached in ``OUT/hmmer/logits/<setting>/<loss>/seed<k>.npz``), the
-   network's metrics recomputed (:func:`protlc.unknown.novel_metrics`, checked against
-   ``final_metrics.json``) and :func:`protlc.unknown.homology_metrics`: HMMER's AUROC and flag rates at
+2. Per finished cell, the logits and nearest scores of its final model (``checkpoints/last.ckpt``, the
+   model that ``final_metrics.json`` scored; cached in ``OUT/hmmer/logits/<setting>/<loss>/seed<k>.npz``),
+   the network's metrics recomputed with the four scores (:func:`protlc.unknown.novel_metrics`; checked
+   against ``final_metrics.json``, for a run of a protlc without the nearest score on the three logit
+   scores it had) and :func:`protlc.unknown.homology_metrics`: HMMER's AUROC and flag rates at
    its dev-calibrated 1st percentile, under "no hit at E <= 1e-3 = unknown" and at the network's
    known-test flag rate, and the fused score (weight chosen on the selection half).
 3. ``OUT/hmmer_results.csv`` (one row per cell) and ``OUT/hmmer_results.md`` (mean ± std per setting
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(Path(__file__).resolve().parent)]
@@ -44,13 +46,24 @@ from protlc.errors import InputError, ProtlcError  # noqa: E402
 from protlc.homology import DEFAULT_PER_FAMILY, Reference, reference_rows  # noqa: E402
 from protlc.inference import model_outputs  # noqa: E402
 from protlc.model.checkpoint import load_checkpoint  # noqa: E402
-from protlc.unknown import TIE_BREAK, homology_metrics, novel_metrics, score  # noqa: E402
+from protlc.unknown import (  # noqa: E402
+    NEAREST,
+    TIE_BREAK,
+    homology_metrics,
+    nearest_reference_rows,
+    nearest_similarity,
+    novel_metrics,
+    score,
+)
 
 SPLITS = ("dev", "test", "novel")  # known dev, known test, novel: the order of homology_metrics' tuples
 CONSISTENCY_TOLERANCE = 1e-3
 COLUMNS = {
     "novel/auroc": "network AUROC", "novel/flagged_novel": "network novel flagged",
     "novel/flagged_known_test": "network known flagged",
+    "novel/auroc_max_p": "max p AUROC", "novel/auroc_nearest": "nearest AUROC",
+    "novel/flagged_novel_nearest": "nearest novel flagged (dev 1%)",
+    "novel/flagged_known_test_nearest": "nearest known flagged (dev 1%)",
     "hmmer/auroc": "HMMER AUROC", "hmmer/flagged_novel": "HMMER novel flagged (dev 1%)",
     "hmmer/flagged_known_test": "HMMER known flagged (dev 1%)",
     "hmmer/flagged_novel_evalue": "HMMER novel flagged (E>1e-3)",
@@ -101,14 +114,29 @@ def evalues(dataset: Path, cache: Path, per_family: int, threads: int = 1) -> tu
     return tuple(found)
 
 
-def cell_logits(run_dir: Path, dataset: Path, cache: Path, batch_size: int) -> tuple[np.ndarray, ...]:
-    """Logits ``(N, C)`` of the run's final model for the known dev, known test and novel domains."""
+def cell_outputs(run_dir: Path, dataset: Path, cache: Path, batch_size: int) -> tuple[tuple, tuple]:
+    """Logits ``(N, C)`` and nearest scores ``(N,)`` (:func:`protlc.unknown.nearest_similarity` against the
+    training reference that ``protlc train`` uses) of the run's final model for the known dev, known test and
+    novel domains. A cache without the nearest scores (an older one) is recomputed."""
     def compute():
         model = load_checkpoint(run_dir / "checkpoints" / "last.ckpt", task="classify").model
-        return {split: model_outputs(model, EncodedSequences(read_split(dataset, split)[col.SEQUENCE].tolist()),
-                                     batch_size, "cpu") for split in SPLITS}
+
+        def outputs(module, sequences):
+            return model_outputs(module, EncodedSequences(list(sequences)), batch_size, "cpu")
+        train = read_split(dataset, "train")
+        reference = outputs(model.encoder, train[col.SEQUENCE].to_numpy()[nearest_reference_rows(train[col.LABEL])])
+        found = {}
+        for split in SPLITS:
+            embeddings = outputs(model.encoder, read_split(dataset, split)[col.SEQUENCE])
+            with torch.no_grad():
+                found[split] = model.head(torch.from_numpy(embeddings)).numpy()
+            found[f"nearest_{split}"] = nearest_similarity(embeddings, reference)
+        return found
     found = cached(cache, compute)
-    return tuple(found[split] for split in SPLITS)
+    if f"nearest_{SPLITS[0]}" not in found:
+        cache.unlink()
+        found = cached(cache, compute)
+    return tuple(found[split] for split in SPLITS), tuple(found[f"nearest_{split}"] for split in SPLITS)
 
 
 def finished_cells(out: Path) -> list[dict]:
@@ -128,21 +156,24 @@ def cell_row(cell: dict, out: Path, per_family: int, threads: int, batch_size: i
     """One results row: the network's metrics (recomputed), HMMER's and the fused score's, and how far the
     recomputed ``novel/...`` numbers are from ``final_metrics.json``'s."""
     cache = out / "hmmer"
-    logits = cell_logits(cell["run_dir"], cell["dataset"],
-                         cache / "logits" / cell["setting"] / cell["run_dir"].parent.name / f"{cell['run_dir'].name}.npz",
-                         batch_size)
+    logits, nearest = cell_outputs(
+        cell["run_dir"], cell["dataset"],
+        cache / "logits" / cell["setting"] / cell["run_dir"].parent.name / f"{cell['run_dir'].name}.npz", batch_size)
     families = read_split(cell["dataset"], "novel")[col.FAMILY_ID].to_numpy()
-    network = novel_metrics(*logits, families, cell["seed"])
+    network = novel_metrics(*logits, families, cell["seed"], nearest=nearest)
     chosen = network["novel/chosen_score"]
-    metrics = homology_metrics(tuple(score(z, chosen) for z in logits),
-                               evalues(cell["dataset"], cache, per_family, threads), families, cell["seed"])
+    values = nearest if chosen == NEAREST else tuple(score(z, chosen) for z in logits)
+    metrics = homology_metrics(values, evalues(cell["dataset"], cache, per_family, threads), families, cell["seed"])
     final = json.loads((cell["run_dir"] / "final_metrics.json").read_text())
-    numeric = [k for k, v in network.items() if isinstance(v, float) and isinstance(final.get(k), float)]
-    gap = max((abs(network[k] - final[k]) for k in numeric), default=float("nan"))
+    # a run of a protlc without the nearest score chose among the logit scores only: check that choice
+    same_scores = network if "novel/auroc_nearest" in final else novel_metrics(*logits, families, cell["seed"])
+    numeric = [k for k, v in same_scores.items() if isinstance(v, float) and isinstance(final.get(k), float)]
+    gap = max((abs(same_scores[k] - final[k]) for k in numeric), default=float("nan"))
     row = {k: v for k, v in cell.items() if k not in ("run_dir", "dataset")}
     row.update({"novel/chosen_score": chosen, "final/auroc": final.get("novel/auroc"),
                 "consistency/max_abs_diff": gap,
-                "consistency/ok": bool(gap <= CONSISTENCY_TOLERANCE and final.get("novel/chosen_score") == chosen)})
+                "consistency/ok": bool(gap <= CONSISTENCY_TOLERANCE
+                                       and final.get("novel/chosen_score") == same_scores["novel/chosen_score"])})
     row.update({k: network[k] for k in COLUMNS if k in network})
     row.update(metrics)
     row["fused/rule"] = {1.0: "homology", TIE_BREAK: "homology, network tie-break"}.get(

@@ -19,10 +19,12 @@ from protlc.homology import DEFAULT_PER_FAMILY, FUSIONS, REFERENCE_LABELS
 @click.option("--unknown-threshold", type=float, default=None,
               help="Flag a sequence as unknown when its unknown score is below this "
                    "[default: calibrated on the dev split, RUN_DIR/calibration.json].")
-@click.option("--unknown-score", type=click.Choice(("auto", "max_p", "entropy", "energy")), default="auto",
+@click.option("--unknown-score", type=click.Choice(("auto", "max_p", "entropy", "energy", "nearest")), default="auto",
               show_default=True,
-              help="max_p: top probability; entropy: 1 - H(p)/log C; energy: logsumexp of the logits; auto: the score "
-                   "the run chose on dev when its dataset had novel families, else max_p.")
+              help="max_p: top probability; entropy: 1 - H(p)/log C; energy: logsumexp of the logits; nearest: cosine "
+                   "similarity of the embedding to the closest training domain (<= 100 per family) of the run's "
+                   "dataset (or --homology-reference); auto: the score the run chose on dev when its dataset had "
+                   "novel families, else max_p.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-length", type=int, default=10_000, show_default=True, help="Reject longer sequences.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
@@ -64,7 +66,8 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
                     homology_reference=homology_reference, homology_per_family=homology_per_family,
                     homology_evalue=homology_evalue, threads=threads, homology_fusion=homology_fusion,
                     homology_weight=homology_weight, homology_labels=homology_labels, ensemble=ensemble)
-    what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits"}[s.score]
+    what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits",
+            "nearest": "similarity to the nearest training domain"}[s.score]
     if s.fusion_dev_accuracy:
         tried = ", ".join(f"{labels}" + ("" if w is None else f" W {w:g}") + f": {a:.3f}"
                           for (labels, w), a in s.fusion_dev_accuracy.items())

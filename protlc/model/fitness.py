@@ -40,7 +40,9 @@ features drift away from the ones the classification head was trained on.
 
 Checkpoints hold only tensors and plain values (hparams: ``model_config``, ``head``, ``wild_type``,
 ``notation``, ``offset``, ``labels``, ``config``), so :func:`build_fitness_model` can rebuild the model
-from a ``torch.load(weights_only=True)`` result. Training lives in :mod:`protlc.training.fitness`.
+from a ``torch.load(weights_only=True)`` result; an ensemble checkpoint (``head.additive: auto``'s
+``ensemble`` choice) adds ``ensemble_heads``, the head settings of its members, and rebuilds as a
+:class:`FitnessEnsemble`. Training lives in :mod:`protlc.training.fitness`.
 """
 
 from __future__ import annotations
@@ -215,19 +217,64 @@ class FitnessModel(nn.Module):
         return self.family(tokens, mask).float().softmax(-1)
 
 
+class FitnessEnsemble(nn.Module):
+    """The mean prediction, in score units, of several :class:`FitnessModel` of one wild type: the ``ensemble``
+    choice of ``head.additive: auto`` (its candidates averaged). Scores like one model: ``fixed_length``,
+    ``family`` and ``family_probabilities`` are the first member's.
+
+    Raises:
+        ConfigError: no members, or members that take different lengths.
+    """
+
+    def __init__(self, members: list[FitnessModel]):
+        super().__init__()
+        if not members or len({m.fixed_length for m in members}) != 1:
+            raise ConfigError("a fitness ensemble needs one or more members of one sequence length")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def fixed_length(self) -> int | None:
+        return self.members[0].fixed_length
+
+    @property
+    def family(self) -> ProtCNNClassifier | None:
+        return self.members[0].family
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` tokens/mask -> mean fitness ``(B,)`` of the members, in score units."""
+        return torch.stack([member(tokens, mask) for member in self.members]).mean(dim=0)
+
+    def family_probabilities(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.members[0].family_probabilities(tokens, mask)
+
+
+ENSEMBLE_HEADS = "ensemble_heads"  # hparams of an ensemble checkpoint: the head settings of each member
+MAX_ENSEMBLE = 16
+
+
 def check_fitness_hparams(hparams: dict) -> None:
     """Raises CheckpointError when a checkpoint's hyper-parameters hold no fitness regression head."""
     if "head" not in hparams or "model_config" not in hparams or "wild_type" not in hparams:
         raise CheckpointError("the checkpoint has no fitness regression head (train one with protlc train-dms)")
 
 
-def fitness_model(hparams: dict) -> FitnessModel:
-    """A fresh :class:`FitnessModel` of the sizes a fitness checkpoint's ``hyper_parameters`` give."""
-    return FitnessModel(hparams["model_config"], hparams["head"], len(hparams["wild_type"]),
-                        len(hparams.get("labels") or []))
+def fitness_model(hparams: dict) -> FitnessModel | FitnessEnsemble:
+    """A fresh :class:`FitnessModel` (or :class:`FitnessEnsemble`, when the hyper-parameters list
+    :data:`ENSEMBLE_HEADS`) of the sizes a fitness checkpoint's ``hyper_parameters`` give.
+
+    Raises:
+        ConfigError: bad sizes, or an ensemble of more than :data:`MAX_ENSEMBLE` members.
+    """
+    length, families = len(hparams["wild_type"]), len(hparams.get("labels") or [])
+    heads = hparams.get(ENSEMBLE_HEADS)
+    if heads is None:
+        return FitnessModel(hparams["model_config"], hparams["head"], length, families)
+    if not isinstance(heads, list) or not 1 <= len(heads) <= MAX_ENSEMBLE or not all(isinstance(h, dict) for h in heads):
+        raise ConfigError(f"{ENSEMBLE_HEADS} must list 1 to {MAX_ENSEMBLE} head settings")
+    return FitnessEnsemble([FitnessModel(hparams["model_config"], head, length, families) for head in heads])
 
 
-def build_fitness_model(hparams: dict, state_dict: dict) -> FitnessModel:
+def build_fitness_model(hparams: dict, state_dict: dict) -> FitnessModel | FitnessEnsemble:
     """Rebuild the :class:`FitnessModel` of a fitness checkpoint (``load_checkpoint`` checks the sizes
     against the tensors first).
 

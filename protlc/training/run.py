@@ -64,7 +64,7 @@ from protlc.training.rundir import (
     remove_partial_files,
     start_metrics,
 )
-from protlc.unknown import DEFAULT_SCORE, novel_metrics
+from protlc.unknown import DEFAULT_SCORE, NEAREST, nearest_reference_rows, nearest_similarity, novel_metrics
 
 
 def resolve(config: dict, num_classes: int) -> dict:
@@ -250,14 +250,17 @@ def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: b
     evaluated = time.perf_counter()
     model = module.model.to(trainer.strategy.root_device)  # Lightning hands the module back on the CPU
     metrics, logits = evaluate_final(model, splits, encoded, config)
-    unknown_score = DEFAULT_SCORE
+    unknown_score, nearest = DEFAULT_SCORE, None
     if novel is not None:  # unknown-family detection: docs/method.md §4, protlc.unknown
-        novel_logits = _logits(model, EncodedSequences(novel[col.SEQUENCE].tolist()), config)
+        encoded[col.NOVEL] = EncodedSequences(novel[col.SEQUENCE].tolist())
+        novel_logits = _logits(model, encoded[col.NOVEL], config)
+        nearest = nearest_scores(model, splits["train"], [encoded[s] for s in ("dev", "test", col.NOVEL)], config)
         metrics.update(novel_metrics(logits["dev"], logits["test"], novel_logits, novel[col.FAMILY_ID].to_numpy(),
-                                     config["seed"]))
+                                     config["seed"], nearest=nearest))
         unknown_score = metrics["novel/chosen_score"]
     metrics["dev/unknown_score"] = unknown_score
-    metrics["dev/unknown_threshold"] = write_calibration(out, logits["dev"], unknown_score)
+    metrics["dev/unknown_threshold"] = write_calibration(out, logits["dev"], unknown_score,
+                                                         None if nearest is None else {NEAREST: nearest[0]})
     final_seconds = time.perf_counter() - evaluated
     metrics["time/fit_seconds"] = fit_seconds
     if next(model.parameters()).is_cuda:
@@ -314,8 +317,17 @@ def evaluate_final(model: torch.nn.Module, splits: dict, encoded: dict, config: 
     return metrics, all_logits
 
 
+def nearest_scores(model: torch.nn.Module, train, datasets: list[EncodedSequences], config: dict) -> list[np.ndarray]:
+    """The nearest unknown score (:func:`protlc.unknown.nearest_similarity`) of each dataset's domains, against
+    the pooled embeddings of the training split's reference sample (:func:`protlc.unknown.nearest_reference_rows`)."""
+    rows = nearest_reference_rows(train[col.LABEL].to_numpy())
+    reference = _logits(model.encoder, EncodedSequences(train[col.SEQUENCE].to_numpy()[rows].tolist()), config)
+    return [nearest_similarity(_logits(model.encoder, dataset, config), reference) for dataset in datasets]
+
+
 def _logits(model: torch.nn.Module, dataset: EncodedSequences, config: dict) -> np.ndarray:
-    """The model's logits over ``dataset`` with the run's evaluation batching and precision."""
+    """The model's logits (the encoder's: embeddings) over ``dataset`` with the run's evaluation batching and
+    precision."""
     return model_outputs(model, dataset, config["eval"]["batch_size"], next(model.parameters()).device,
                          config["trainer"]["precision"], config["eval"]["tokens_per_batch"],
                          config["data"]["width_multiple"])
