@@ -447,6 +447,23 @@ def test_explicit_none_trains_one_head_the_same_as_the_none_candidate(auto_run, 
         assert metrics[key] == pytest.approx(auto[f"choice/none/{key}"], abs=1e-12), key
 
 
+def test_auto_without_the_ensemble_chooses_among_the_trained_heads(auto_run, pab1_subset, tmp_path, dms_tiny_config):
+    """head.ensemble=false: the same three trainings, the choice among them only (the seed run picks the ensemble)."""
+    out, with_ensemble = auto_run
+    assert with_ensemble["choice/chosen"] == "ensemble"
+    metrics = train_dms(pab1_subset, tmp_path / "run", PAB1_WT, dms_tiny_config(*AUTO, "head.ensemble=false"),
+                        offset=PAB1_OFFSET, seed=3)
+    assert metrics["choice/candidates"] == ["none", "ridge", "epistasis"]
+    assert not [k for k in metrics if k.startswith("choice/ensemble")]
+    best = min(("none", "ridge", "epistasis"), key=lambda name: metrics[f"choice/{name}/tune/mse"])
+    assert metrics["choice/chosen"] == best
+    for name in ("none", "ridge", "epistasis"):  # the same trainings as with the ensemble
+        assert metrics[f"choice/{name}/tune/mse"] == pytest.approx(with_ensemble[f"choice/{name}/tune/mse"], abs=1e-12)
+    with pytest.raises(ConfigError, match="head.ensemble"):
+        train_dms(pab1_subset, tmp_path / "bad", PAB1_WT, dms_tiny_config(*AUTO, "head.ensemble=3"), offset=PAB1_OFFSET)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_choose_uses_the_monitor_and_keeps_the_first_of_a_tie():
     from protlc.training.fitness_choice import candidate_names, choose
 

@@ -11,9 +11,10 @@ the same split, one after the other, each in its own run directory::
     RUN_DIR/candidates/<name>/candidate_metrics.json   train/ and tune/ metrics of its best checkpoint,
                                                         epochs, fit time (written when it finishes)
 
-With two or more candidates there is one more: ``ensemble``, the mean prediction (in score units) of two or
-more trained candidates at their best checkpoints, the subset whose mean is best on tune (ties: fewer
-members, then the order of the candidates); it trains nothing. Why: the candidates err differently (the
+With two or more candidates there is one more (unless ``head.ensemble: false``): ``ensemble``, the mean
+prediction (in score units) of two or more trained candidates at their best checkpoints, the subset whose
+mean is best on tune (ties: fewer members, then the order of the candidates); it trains nothing, but a
+run that keeps it scores about 3-4x slower (every member runs; Pab1, three heads: 3.7x). Why: the candidates err differently (the
 network alone, an additive table, a saturating latent trait), so a mean is often better than each
 (measured on the Pab1 main split: all three, tune MSE 0.415 vs 0.440 for the best candidate, test
 Pearson 0.9396 vs 0.9361); a subset, because a weak candidate drags the mean of all (Bgl3: the network
@@ -154,7 +155,7 @@ def train_auto(config: dict, out: Path, table, wt, resume: bool, extra_callbacks
     if not rank_zero:
         return None
     start_top()  # (a resumed run whose candidates had all finished)
-    if len(records) > 1:
+    if len(records) > 1 and config["head"].get("ensemble", True):
         records[ENSEMBLE] = _ensemble_record({name: _best_checkpoint(out / CANDIDATES / name) for name in records},
                                              data, config, device, monitor, mode)
     chosen = choose(records, monitor, mode)

@@ -51,7 +51,7 @@ from protlc.training.rundir import (
     lock_new_run_dir,
     read_resume_checkpoint,
 )
-from protlc.validate import number, whole
+from protlc.validate import FLAG, number, whole
 
 # Defaults of a DMS run; configs/dms.yaml holds the same values with comments.
 DMS_DEFAULTS: dict = {
@@ -61,7 +61,8 @@ DMS_DEFAULTS: dict = {
     "split": {"kind": "random", "dir": None, "seed": 0, "fractions": [0.81, 0.09, 0.10], "mutational_k": 1,
               "positional_fraction": 0.2, "tune_fraction": 0.1, "tune_mode": "random"},
     "model": {"preset": "small", "filters": 32, "dilations": [1, 2]},
-    "head": {**HEAD_DEFAULTS, "additive": AUTO},  # the model's own default stays none (old checkpoints)
+    # the model's own default stays none (old checkpoints); ensemble: auto may keep the mean of its heads
+    "head": {**HEAD_DEFAULTS, "additive": AUTO, "ensemble": True},
     "optim": {"lr": 1e-3, "weight_decay": 0.0, "plateau_factor": 0.5, "plateau_patience": 2},
     "early_stopping": {"monitor": "tune/mse", "patience": 6},
     "data": {"batch_size": 128, "num_workers": 0},
@@ -80,6 +81,7 @@ DMS_RULES = {
     "head.hidden": whole(1),
     "head.dropout": number(0, 1, high_open=True),
     "head.additive": ((lambda v: v in (AUTO, *ADDITIVE_KINDS)), f"one of {AUTO}, {', '.join(ADDITIVE_KINDS)}"),
+    "head.ensemble": FLAG,
     "split.seed": whole(0),
     "split.mutational_k": whole(1),
     "split.positional_fraction": number(0, 1, low_open=True, high_open=True),
