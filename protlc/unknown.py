@@ -88,9 +88,10 @@ def nearest_reference_rows(labels: np.ndarray, per_family: int = NEAREST_PER_FAM
     return reference_rows(labels, per_family, seed=NEAREST_SEED)
 
 
-def nearest_similarity(embeddings: np.ndarray, reference: np.ndarray, batch: int = 4096) -> np.ndarray:
+def nearest_similarity(embeddings: np.ndarray, reference: np.ndarray, block: int = 2**26) -> np.ndarray:
     """Cosine similarity of each row of ``embeddings`` ``(N, F)`` to its most similar row of ``reference``
-    ``(M, F)``: float64 ``(N,)`` in [-1, 1], higher = more known (a zero vector has similarity 0).
+    ``(M, F)``: float64 ``(N,)`` in [-1, 1], higher = more known (a zero vector has similarity 0). Queries go
+    in batches of at most ``block / M`` rows (a ``block``-element similarity matrix: 256 MB by default).
 
     Raises:
         ValueError: an empty reference or different widths.
@@ -101,6 +102,7 @@ def nearest_similarity(embeddings: np.ndarray, reference: np.ndarray, batch: int
                          f"{query.shape} and {ref.shape}")
     ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
     out = np.empty(len(query), dtype=np.float64)
+    batch = max(1, block // len(ref))
     for start in range(0, len(query), batch):
         q = query[start:start + batch]
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)

@@ -179,13 +179,27 @@ def test_nearest_similarity_is_the_cosine_of_the_closest_reference():
     rng = np.random.default_rng(3)
     reference = rng.normal(size=(50, 8))
     query = np.concatenate([reference[:5] * 3.0, rng.normal(size=(20, 8)), np.zeros((1, 8))])
-    found = nearest_similarity(query, reference, batch=7)
+    found = nearest_similarity(query, reference, block=7 * 50)  # 7 queries per block
     unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
     assert np.allclose(found, (unit(query) @ unit(reference).T).max(axis=1), atol=1e-6)
     assert np.allclose(found[:5], 1.0, atol=1e-6) and found[-1] == 0.0  # scale-free; a zero vector: 0
-    assert np.array_equal(found, nearest_similarity(query, reference[rng.permutation(50)], batch=7))
+    assert np.allclose(found, nearest_similarity(query, reference[rng.permutation(50)]), atol=1e-6)
     with pytest.raises(ValueError, match="non-empty"):
         nearest_similarity(query, np.zeros((0, 8)))
+
+
+def test_nearest_threshold_range_and_a_run_without_its_calibration(tmp_path):
+    from protlc.errors import ConfigError
+    from protlc.predict import unknown_rule
+
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    assert unknown_rule(ckpt, "nearest", -0.25) == ("nearest", -0.25)  # cosine: below 0 is valid
+    with pytest.raises(ConfigError, match=r"in \[-1, 1\] for --unknown-score nearest"):
+        unknown_rule(ckpt, "nearest", 1.5)
+    (tmp_path / "run" / "calibration.json").write_text(json.dumps({"unknown_threshold": 0.5, "thresholds": {"max_p": 0.5}}))
+    with pytest.raises(ConfigError, match="no threshold for it .calibrated only when the dataset has novel families"):
+        unknown_rule(ckpt, "nearest", None)
 
 
 def test_nearest_reference_keeps_at_most_100_per_family_deterministically():
