@@ -341,3 +341,39 @@ def test_fast_path_matches_the_plain_model_on_multi_mutants(checkpoint, tmp_path
     np.testing.assert_allclose(scored[FITNESS], _expected_fitness(checkpoint, mutants, "proteingym", 1),
                                rtol=1e-5, atol=1e-5)
     assert scored[FITNESS].iloc[-2] == scored[FITNESS].iloc[0] and scored[FITNESS].iloc[-1] == scored[FITNESS].iloc[5]
+
+
+# ---------------------------------------------------------------------------------------------- --ensemble
+
+
+@pytest.fixture(scope="module")
+def other_seed_checkpoint(pab1_table, pab1_rows, tmp_path_factory, dms_tiny_config):
+    """The ``checkpoint`` fixture's training with another seed."""
+    root = tmp_path_factory.mktemp("score_seed1")
+    pab1_table.drop(index=pab1_rows.index).to_csv(root / "train.tsv", sep="\t", index=False)
+    train_dms(root / "train.tsv", root / "run", PAB1_WT, dms_tiny_config("trainer.max_epochs=1"), offset=PAB1_OFFSET,
+              seed=1)
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+def test_ensemble_scores_the_mean_of_the_checkpoints(checkpoint, other_seed_checkpoint, pab1_rows, tmp_path,
+                                                     classifier_checkpoint):
+    library, rows = _library(pab1_rows, tmp_path)
+    single = [_expected_fitness(c, rows["variant"].tolist()) for c in (checkpoint, other_seed_checkpoint)]
+    assert not np.allclose(single[0], single[1], atol=1e-3)  # two seeds, two models
+    ok = CliRunner().invoke(cli, ["score", str(checkpoint), str(library), "--out", str(tmp_path / "e.csv"),
+                                  "--ensemble", str(other_seed_checkpoint), "--no-progress"])
+    assert ok.exit_code == 0, ok.output
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "e.csv")[FITNESS], np.mean(single, axis=0), rtol=1e-5, atol=1e-5)
+    score_library(checkpoint, library, tmp_path / "w.csv", chunk_size=40, devices=2, ensemble=[other_seed_checkpoint])
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "e.csv"), pd.read_csv(tmp_path / "w.csv"))
+    # another protein's model, or a classifier, is refused before anything is written
+    other = torch.load(other_seed_checkpoint, weights_only=True)
+    other["hyper_parameters"]["wild_type"] = PAB1_WT[::-1]
+    torch.save(other, tmp_path / "reversed.ckpt")
+    with pytest.raises(ConfigError, match="another wild type"):
+        score_library(checkpoint, library, tmp_path / "x.csv", ensemble=[tmp_path / "reversed.ckpt"])
+    classifier_checkpoint(tmp_path / "pfam.ckpt")
+    with pytest.raises(CheckpointError, match="family classifier"):
+        score_library(checkpoint, library, tmp_path / "x.csv", ensemble=[tmp_path / "pfam.ckpt"])
+    assert not (tmp_path / "x.csv").exists()

@@ -56,10 +56,13 @@ Example:
 @click.option("--devices", type=int, default=1, show_default=True, help="Worker processes (one per GPU with cuda).")
 @click.option("--output-column", default="fitness", show_default=True, help="Name of the predicted column.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
+@click.option("--ensemble", multiple=True, type=click.Path(path_type=Path), metavar="CHECKPOINT",
+              help="Another train-dms checkpoint of the same wild type (repeatable; e.g. a run with another --seed): "
+                   "score with the mean of all the checkpoints' predictions.")
 @inference_options
 def score_command(checkpoint, library, out_path, wt, offset, notation, mutant_column, sequence_column, saturation,
                   combinatorial, max_variants, skip_invalid, batch_size, chunk_size, device, devices, output_column,
-                  progress, tokens_per_batch, precision):
+                  progress, ensemble, tokens_per_batch, precision):
     """Predict the fitness of every variant of LIBRARY (or a generated library) with a train-dms CHECKPOINT."""
     from protlc.cli.signals import terminate_cleanly
     from protlc.dms.rejects import skipped_message
@@ -72,7 +75,7 @@ def score_command(checkpoint, library, out_path, wt, offset, notation, mutant_co
                           chunk_size=chunk_size, device=device,
                           devices=devices, output_column=output_column, progress=progress,
                           tokens_per_batch=tokens_per_batch, precision=precision, max_variants=max_variants,
-                          announce=click.echo)
+                          announce=click.echo, ensemble=ensemble)
     rate = s.rows / s.seconds if s.seconds > 0 else float("nan")
     click.echo(f"{s.scored} variants scored -> {s.out} ({s.unique_sequences} distinct sequences, "
                f"{s.rejected} rejected, {rate:,.0f} rows/s)")

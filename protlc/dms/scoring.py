@@ -32,7 +32,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ from protlc.dms.tables import read_wild_type
 from protlc.errors import ConfigError, InputError
 from protlc.inference import check_device, inference_precision, inference_tokens, model_outputs
 from protlc.model.checkpoint import load_checkpoint
+from protlc.model.fitness import FitnessEnsemble
 from protlc.progress import progress_bar
 from protlc.model.protcnn import ProtCNNEncoder
 
@@ -129,12 +130,33 @@ class Predictor:
 _WORKER: Predictor | None = None
 
 
-def _start_worker(checkpoint: str, devices: "multiprocessing.Queue", batch_size: int, threads: int,
+def load_scoring_model(checkpoint: str | Path, ensemble: Sequence[str | Path] = ()):
+    """``(loaded, model)``: the first checkpoint as loaded, and the model to score with: its model, or with
+    ``ensemble`` a :class:`protlc.model.fitness.FitnessEnsemble` averaging it and every other checkpoint's
+    model (each checkpoint counts once, whatever it holds).
+
+    Raises:
+        CheckpointError: one is not a fitness checkpoint. ConfigError: one was trained on another wild type.
+    """
+    loaded = load_checkpoint(checkpoint, task="fitness")
+    if not ensemble:
+        return loaded, loaded.model
+    models = [loaded.model]
+    for path in ensemble:
+        member = load_checkpoint(path, task="fitness")
+        if member.hparams.get("wild_type") != loaded.hparams.get("wild_type"):
+            raise ConfigError(f"--ensemble {path}: trained on another wild type than {checkpoint}; an ensemble "
+                              "averages models of one protein")
+        models.append(member.model)
+    return loaded, FitnessEnsemble(models).eval()
+
+
+def _start_worker(checkpoints: list[str], devices: "multiprocessing.Queue", batch_size: int, threads: int,
                   tokens_per_batch: int | None, precision: str) -> None:
     global _WORKER
     torch.set_num_threads(threads)
     device = devices.get()
-    _WORKER = Predictor(load_checkpoint(checkpoint, task="fitness").model, device, batch_size,
+    _WORKER = Predictor(load_scoring_model(checkpoints[0], checkpoints[1:])[1], device, batch_size,
                         inference_tokens(torch.device(device), tokens_per_batch), precision)
 
 
@@ -142,13 +164,13 @@ def _predict_in_worker(sequences: np.ndarray | list[str]) -> np.ndarray:
     return _WORKER(sequences)
 
 
-def _prediction_backend(checkpoint, model: torch.nn.Module, device: str, devices: int, batch_size: int,
+def _prediction_backend(checkpoints: list[str], model: torch.nn.Module, device: str, devices: int, batch_size: int,
                         tokens_per_batch: int | None = None, precision: str = "32"):
     """``(submit, pool)``: ``submit(sequences)`` returns an object whose ``get()`` gives their outputs.
 
     One device: predicted at once in this process (pool None). Several: a spawned pool of ``devices``
-    workers, each loading the checkpoint on its own device (``cuda:i``, or the CPU with an even share
-    of the cores).
+    workers, each loading the checkpoints (:func:`load_scoring_model`) on its own device (``cuda:i``, or the
+    CPU with an even share of the cores).
     """
     if devices == 1:
         predictor = Predictor(model, device, batch_size, inference_tokens(torch.device(device), tokens_per_batch),
@@ -159,8 +181,8 @@ def _prediction_backend(checkpoint, model: torch.nn.Module, device: str, devices
     for i in range(devices):
         queue.put(f"cuda:{i}" if device.startswith("cuda") else device)
     threads = max(1, (os.cpu_count() or 1) // devices) if device == "cpu" else 1
-    pool = context.Pool(devices, _start_worker, (str(checkpoint), queue, batch_size, threads, tokens_per_batch,
-                                                 precision))
+    pool = context.Pool(devices, _start_worker, ([str(c) for c in checkpoints], queue, batch_size, threads,
+                                                 tokens_per_batch, precision))
     return (lambda sequences: pool.apply_async(_predict_in_worker, (sequences,))), pool
 
 
@@ -210,7 +232,7 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
                   batch_size: int = 512, chunk_size: int = 100_000, device: str = "cpu", devices: int = 1,
                   output_column: str = FITNESS, progress: bool | None = False, tokens_per_batch: int | None = None,
                   precision: str | None = None, max_variants: int = MAX_VARIANTS,
-                  announce: Callable[[str], None] | None = None) -> ScoreSummary:
+                  announce: Callable[[str], None] | None = None, ensemble: Sequence[str | Path] = ()) -> ScoreSummary:
     """Score every variant of a library with a fitness checkpoint; see the module docstring.
 
     Args:
@@ -228,6 +250,9 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
             the checkpoint's training precision).
         max_variants: the most variants a ``combinatorial`` library may have (refused beyond, before any work).
         announce: called with one line saying how many variants a generated library has, before scoring.
+        ensemble: more fitness checkpoints of the same wild type (e.g. ``train-dms`` runs with other
+            ``--seed``): the score is the mean of all the checkpoints' predictions (:func:`load_scoring_model`);
+            the notation, numbering and family labels are the first checkpoint's.
 
     Raises:
         CheckpointError: not a fitness checkpoint (e.g. a family classifier).
@@ -237,15 +262,15 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
         ConfigError: bad options (library sources, batch sizes, devices, output column), or a combinatorial
             library of more than ``max_variants`` variants.
     """
-    check_not_input(out, library, checkpoint)
+    check_not_input(out, library, checkpoint, *ensemble)
     if skip_invalid:
-        check_not_input(rejects_path(out), library, checkpoint)
+        check_not_input(rejects_path(out), library, checkpoint, *ensemble)
     if batch_size < 1 or chunk_size < 1 or devices < 1:
         raise ConfigError("--batch-size, chunk size and --devices must be positive integers")
     inference_tokens(check_device(device, workers=devices), tokens_per_batch)  # checked before any work
     if not output_column.strip():
         raise ConfigError("--output-column must not be empty")
-    loaded = load_checkpoint(checkpoint, task="fitness")
+    loaded, model = load_scoring_model(checkpoint, ensemble)
     precision = inference_precision(precision, loaded.config)
     started = time.perf_counter()
     wild_type = _resolve_reference(loaded, wt)
@@ -269,7 +294,7 @@ def score_library(checkpoint: str | Path, library: str | Path | None, out: str |
         check_agreement(mismatches(applier, mutants), len(first), source.name, applier, mutants)
     labels = [lab.get("family_id", str(lab)) if isinstance(lab, dict) else str(lab) for lab in loaded.labels]
 
-    submit, pool = _prediction_backend(checkpoint, loaded.model, device, devices, batch_size, tokens_per_batch,
+    submit, pool = _prediction_backend([checkpoint, *ensemble], model, device, devices, batch_size, tokens_per_batch,
                                        precision)
     counts = {"rows": 0, "scored": 0, "rejected": 0, "unique": 0, "mismatched": 0}
     rejects_file = rejects_path(out) if skip_invalid else None
