@@ -50,9 +50,11 @@ from protlc.inference import (
     softmax,
 )
 from protlc.metrics import entropy
+from protlc.model import PooledLayers
 from protlc.model.checkpoint import load_checkpoint
 from protlc.progress import progress_bar
-from protlc.unknown import ALL_SCORES, DEFAULT_SCORE, NEAREST, nearest_reference_rows, nearest_similarity, score
+from protlc.unknown import (ALL_SCORES, DEFAULT_SCORE, NEAREST, REFERENCE_SCORES, NearestReference, nearest_reference_rows,
+                            score)
 from protlc.unknown import threshold as unknown_threshold_of
 
 
@@ -121,8 +123,8 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     prediction for each) or ``auto`` (chosen on dev); see :func:`calibrate_fusion`).
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
-    ``unknown_score``: ``max_p``, ``entropy``, ``energy`` or ``nearest`` (None: the run's calibrated choice, else
-    max p); ``nearest`` embeds the training domains of the run's dataset (or of ``homology_reference``) that
+    ``unknown_score``: ``max_p``, ``entropy``, ``energy``, ``nearest`` or ``nearest_kmer`` (None: the run's
+    calibrated choice, else max p); the nearest scores embed the training domains of the run's dataset (or of ``homology_reference``) that
     ``protlc train`` compared with (:func:`nearest_reference_sequences`).
     ``ensemble``: more classifier checkpoints over the same families; the prediction is the mean of all the
     models' probabilities (:func:`ensemble_logits`), and the unknown threshold is calibrated for that mean
@@ -131,8 +133,8 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
 
     Raises:
         CheckpointError: not a classifier checkpoint. InputError: bad sequences (file + record named).
-        ConfigError: bad ``top_k`` or threshold; ensemble members over other families; energy or nearest for an
-            ensemble; nearest without the run's dataset.
+        ConfigError: bad ``top_k`` or threshold; ensemble members over other families; energy or a nearest score
+            for an ensemble; a nearest score without the run's dataset.
     """
     checkpoint = Path(checkpoint)
     check_not_input(out_path, input_path, checkpoint, *ensemble)
@@ -162,12 +164,14 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
                               "use max_p or entropy")
         calibrate = dev_calibration(homology_reference or loaded.config.get("dataset"), logits_of)
     score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold, calibrate)
-    nearest_reference = None
-    if score_name == NEAREST:
+    nearest_reference = layers = None
+    if score_name in REFERENCE_SCORES:
         if len(models) > 1:
-            raise ConfigError("--unknown-score nearest: an ensemble has no single embedding; use max_p or entropy")
-        nearest_reference = outputs(models[0].encoder, nearest_reference_sequences(
-            homology_reference or loaded.config.get("dataset"), loaded.labels))
+            raise ConfigError(f"--unknown-score {score_name}: an ensemble has no single embedding; use max_p or entropy")
+        layers = PooledLayers(models[0].encoder)
+        sequences = nearest_reference_sequences(homology_reference or loaded.config.get("dataset"), loaded.labels,
+                                                score_name)
+        nearest_reference = NearestReference(outputs(layers, sequences), sequences)
     reference = fusion = dev_accuracy = None
     if homology_reference is not None:
         fusion = homology_fusion_rule(homology_fusion, homology_evalue, homology_weight, homology_labels)
@@ -184,11 +188,11 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     with progress_bar(progress, desc="predict", unit="seq") as bar, ChunkWriter(out_path) as writer:
         for chunk in iter_sequence_chunks(input_path, chunk_size, max_length=max_length):
             sequences = chunk[col.SEQUENCE].tolist()
-            if nearest_reference is not None:  # one encoder pass for both the logits and the embedding
-                embeddings = outputs(models[0].encoder, sequences)
+            if nearest_reference is not None:  # one encoder pass for both the logits and the nearest score
+                pooled = outputs(layers, sequences)  # (N, layers, F); the last layer is the embedding
                 with torch.no_grad():
-                    logits = models[0].head(torch.from_numpy(embeddings).to(device)).float().cpu().numpy()
-                values = nearest_similarity(embeddings, nearest_reference)
+                    logits = models[0].head(torch.from_numpy(pooled[:, -1]).to(device)).float().cpu().numpy()
+                values = nearest_reference.scores(pooled, sequences, (score_name,))[score_name]
             else:
                 logits = logits_of(sequences)
                 values = None if score_name == DEFAULT_SCORE else score(logits, score_name)
@@ -245,12 +249,13 @@ def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold:
     if threshold is None and calibration is not None:
         threshold = calibration[1].get(name)
         if threshold is None:
-            why = ("has no threshold for it (calibrated only when the dataset has novel families)" if name == NEAREST
+            why = ("has no threshold for it (calibrated only when the dataset has novel families)"
+                   if name in REFERENCE_SCORES
                    else f"(older protlc) has a threshold for {DEFAULT_SCORE} only")
             raise ConfigError(f"--unknown-score {name}: the run's calibration.json {why}; pass --unknown-threshold")
     if threshold is None:
         threshold = float("-inf") if name == "energy" else 0.0
-    low = -1.0 if name == NEAREST else 0.0
+    low = -1.0 if name in REFERENCE_SCORES else 0.0
     if name != "energy" and not low <= threshold <= 1.0:
         raise ConfigError(f"--unknown-threshold must be in [{low:g}, 1] for --unknown-score {name}, got {threshold}")
     return name, float(threshold)
@@ -304,7 +309,7 @@ def dev_calibration(dataset_dir, logits_of):
     return calibrate
 
 
-def nearest_reference_sequences(dataset_dir: str | Path | None, labels: list[dict]) -> list[str]:
+def nearest_reference_sequences(dataset_dir: str | Path | None, labels: list[dict], name: str = NEAREST) -> list[str]:
     """The training domains that the nearest unknown score compares with: the sample ``protlc train`` used
     (:func:`protlc.unknown.nearest_reference_rows` of the dataset's training split).
 
@@ -312,11 +317,11 @@ def nearest_reference_sequences(dataset_dir: str | Path | None, labels: list[dic
         ConfigError: no dataset recorded or given, it is not there, or its families differ from the checkpoint's.
     """
     if not dataset_dir or not split_path(dataset_dir, "train").is_file():
-        raise ConfigError(f"--unknown-score nearest compares with the training domains of the run's dataset "
+        raise ConfigError(f"--unknown-score {name} compares with the training domains of the run's dataset "
                           f"({dataset_dir or 'not recorded'}), which is not there; pass --homology-reference "
                           "DATASET_DIR (the prepared dataset the model was trained on), or --unknown-score max_p")
     if [e[col.FAMILY_ID] for e in read_labels(dataset_dir)] != [e["family_id"] for e in labels]:
-        raise ConfigError(f"{dataset_dir}: its families differ from the checkpoint's; the nearest unknown score "
+        raise ConfigError(f"{dataset_dir}: its families differ from the checkpoint's; the {name} unknown score "
                           "needs the dataset the model was trained on")
     train = read_table(dataset_dir, "train", [col.SEQUENCE, col.LABEL])
     rows = nearest_reference_rows(train.column(col.LABEL).to_numpy())

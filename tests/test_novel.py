@@ -17,7 +17,17 @@ from protlc.data import store
 from protlc.data.prepare import PrepareOptions, prepare_dataset
 from protlc.data.similarity import confusable_map
 from protlc.errors import InputError
-from protlc.unknown import auroc, nearest_reference_rows, nearest_similarity, novel_metrics, score, selection_half
+from protlc.unknown import (
+    ALL_SCORES,
+    auroc,
+    kmer_profiles,
+    layer_embedding,
+    nearest_reference_rows,
+    nearest_similarity,
+    novel_metrics,
+    score,
+    selection_half,
+)
 
 
 def run(*args):
@@ -209,17 +219,68 @@ def test_nearest_reference_keeps_at_most_100_per_family_deterministically():
     assert np.array_equal(rows, nearest_reference_rows(labels)) and np.all(np.diff(rows) > 0)
 
 
-def test_novel_metrics_take_the_nearest_score_as_a_candidate():
+def test_novel_metrics_take_the_nearest_scores_as_candidates():
     rng = np.random.default_rng(0)
     logits = [rng.normal(0, 1, (n, 5)) for n in (300, 300, 200)]  # the logits know nothing
     families = np.repeat(np.array(["n1", "n2", "n3", "n4"]), 50)
     nearest = (rng.uniform(0.8, 1.0, 300), rng.uniform(0.8, 1.0, 300), rng.uniform(0.5, 0.85, 200))
-    metrics = novel_metrics(*logits, families, seed=1, nearest=nearest)
+    better = (nearest[0], nearest[1], nearest[2] - 0.2)
+    metrics = novel_metrics(*logits, families, seed=1, reference_scores={"nearest": nearest})
     half = selection_half(families, 1)
     assert metrics["novel/chosen_score"] == "nearest"
     assert metrics["novel/auroc"] == metrics["novel/auroc_nearest"] == auroc(nearest[1], nearest[2][~half]) > 0.9
     assert metrics["novel/threshold_nearest"] == np.quantile(nearest[0], 0.01)
+    cut = np.sort(nearest[1])[int(0.05 * 300)]
+    assert metrics["novel/flagged_novel_at_known_5pct_nearest"] == pytest.approx(np.mean(nearest[2][~half] < cut), abs=0.01)
     assert "novel/auroc_nearest" not in novel_metrics(*logits, families, seed=1)
+    both = novel_metrics(*logits, families, seed=1, reference_scores={"nearest": nearest, "nearest_kmer": better})
+    assert both["novel/chosen_score"] == "nearest_kmer" and both["novel/auroc_nearest"] == metrics["novel/auroc_nearest"]
+
+
+def test_kmer_profiles_count_three_mers_of_the_twenty_amino_acids():
+    profiles = kmer_profiles(["ACDAC", "ACDXACD", "AC", "ACDACD"])
+    assert profiles.shape == (4, 8000)
+    dense = profiles.toarray()
+    acd, cda, dac = 0 * 400 + 1 * 20 + 2, 1 * 400 + 2 * 20 + 0, 2 * 400 + 0 * 20 + 1
+    assert np.allclose(dense[0][[acd, cda, dac]], 1 / np.sqrt(3)) and np.count_nonzero(dense[0]) == 3
+    assert np.allclose(dense[1][acd], 1.0) and np.count_nonzero(dense[1]) == 1  # windows over X left out, ACD twice
+    assert not dense[2].any()  # shorter than k: a zero row
+    assert np.allclose(dense[3][[acd, cda, dac]], np.array([2, 1, 1]) / np.sqrt(6))  # no window across sequences
+    assert np.allclose(np.linalg.norm(dense[[0, 1, 3]], axis=1), 1.0)
+
+
+def test_layer_embedding_weighs_every_layer_the_same():
+    rng = np.random.default_rng(0)
+    pooled = rng.normal(size=(6, 3, 4)) * np.array([1.0, 100.0, 0.01])[None, :, None]
+    embedding = layer_embedding(pooled)
+    assert embedding.shape == (6, 12) and np.allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-6)
+    assert np.allclose(np.linalg.norm(embedding.reshape(6, 3, 4), axis=2), 1 / np.sqrt(3), atol=1e-6)
+
+
+def test_nearest_with_profiles_takes_the_best_mean_of_both_cosines():
+    rng = np.random.default_rng(4)
+    query, reference = rng.normal(size=(9, 6)), rng.normal(size=(40, 6))
+    sequences = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 30)) for _ in range(49)]
+    qp, rp = kmer_profiles(sequences[:9]), kmer_profiles(sequences[9:])
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    expected = ((unit(query) @ unit(reference).T + (qp @ rp.T).toarray()) / 2).max(axis=1)
+    found = nearest_similarity(query, reference, block=4 * 40 * 3, profiles=(qp, rp))  # 3 queries per block
+    assert np.allclose(found, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="k-mer profiles"):
+        nearest_similarity(query, reference, profiles=(qp[:3], rp))
+
+
+def test_pooled_layers_end_with_the_embedding():
+    import torch
+
+    from protlc.model import ProtCNNEncoder, get_preset
+
+    encoder = ProtCNNEncoder(get_preset("tiny")).eval()
+    tokens = torch.tensor([[1, 2, 3, 4, 5, 6], [7, 8, 9, 0, 0, 0]])
+    with torch.no_grad():
+        layers = encoder.pooled_layers(tokens, tokens > 0)
+        assert layers.shape == (2, 1 + len(encoder.blocks), encoder.out_features)
+        assert torch.allclose(layers[:, -1], encoder(tokens, tokens > 0), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------- train + predict
@@ -231,9 +292,10 @@ def test_train_records_novel_metrics_and_predict_uses_the_chosen_score(novel_dat
     out = novel_dataset[0]
     metrics = train(out, tmp_path / "run", tiny_config(**{"trainer.max_epochs": 1}))
     saved = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
-    assert saved["novel/chosen_score"] == metrics["novel/chosen_score"] in ("max_p", "entropy", "energy", "nearest")
-    for name in ("max_p", "entropy", "energy", "nearest"):
+    assert saved["novel/chosen_score"] == metrics["novel/chosen_score"] in ALL_SCORES
+    for name in ALL_SCORES:
         assert 0.0 <= saved[f"novel/auroc_{name}"] <= 1.0
+        assert 0.0 <= saved[f"novel/flagged_novel_at_known_5pct_{name}"] <= 1.0
     assert saved["novel/evaluation_domains"] + saved["novel/selection_domains"] == 320
     calibration = json.loads((tmp_path / "run" / "calibration.json").read_text())
     chosen = calibration["unknown_score"]
@@ -243,7 +305,8 @@ def test_train_records_novel_metrics_and_predict_uses_the_chosen_score(novel_dat
     result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "p.csv")
     assert result.exit_code == 0, result.output
     assert {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp",
-            "nearest": "nearest training domain"}[chosen] in result.output
+            "nearest": "similarity to the nearest training domain",
+            "nearest_kmer": "3-mer similarity to the nearest training domain"}[chosen] in result.output
     frame = pd.read_csv(tmp_path / "p.csv").merge(store.read_split(out, col.NOVEL)[[col.SEQUENCE_NAME, col.FAMILY_ID]])
     evaluation = frame[col.FAMILY_ID].isin(saved["novel/evaluation_families"])
     assert abs(frame["is_unknown"][evaluation].mean() - saved[f"novel/flagged_novel_{chosen}"]) <= 1 / evaluation.sum()
@@ -274,17 +337,19 @@ def test_predict_nearest_score_matches_training_and_needs_the_dataset(novel_data
     shutil.copytree(novel_dataset[0], dataset)
     train(dataset, tmp_path / "run", tiny_config(**{"trainer.max_epochs": 1}))
     saved = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
-    threshold = json.loads((tmp_path / "run" / "calibration.json").read_text())["thresholds"]["nearest"]
-    assert threshold == saved["novel/threshold_nearest"]
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    result = run("predict", ckpt, dataset / "novel.parquet", "--out", tmp_path / "n.csv", "--unknown-score", "nearest")
-    assert result.exit_code == 0, result.output
-    assert "nearest training domain <" in result.output
-    frame = pd.read_csv(tmp_path / "n.csv").merge(store.read_split(dataset, col.NOVEL)[[col.SEQUENCE_NAME, col.FAMILY_ID]])
-    evaluation = frame[col.FAMILY_ID].isin(saved["novel/evaluation_families"])
-    assert abs(frame["is_unknown"][evaluation].mean() - saved["novel/flagged_novel_nearest"]) <= 1 / evaluation.sum()
-    known = run("predict", ckpt, dataset / "train.parquet", "--out", tmp_path / "t.csv", "--unknown-score", "nearest")
-    assert known.exit_code == 0 and pd.read_csv(tmp_path / "t.csv")["is_unknown"].mean() < 0.01  # its own reference
+    for name in ("nearest", "nearest_kmer"):
+        threshold = json.loads((tmp_path / "run" / "calibration.json").read_text())["thresholds"][name]
+        assert threshold == saved[f"novel/threshold_{name}"]
+        result = run("predict", ckpt, dataset / "novel.parquet", "--out", tmp_path / f"{name}.csv", "--unknown-score", name)
+        assert result.exit_code == 0, result.output
+        assert "nearest training domain <" in result.output
+        frame = pd.read_csv(tmp_path / f"{name}.csv").merge(
+            store.read_split(dataset, col.NOVEL)[[col.SEQUENCE_NAME, col.FAMILY_ID]])
+        evaluation = frame[col.FAMILY_ID].isin(saved["novel/evaluation_families"])
+        assert abs(frame["is_unknown"][evaluation].mean() - saved[f"novel/flagged_novel_{name}"]) <= 1 / evaluation.sum()
+        known = run("predict", ckpt, dataset / "train.parquet", "--out", tmp_path / "t.csv", "--unknown-score", name)
+        assert known.exit_code == 0 and pd.read_csv(tmp_path / "t.csv")["is_unknown"].mean() < 0.01  # its own reference
     shutil.move(dataset, tmp_path / "moved")
     result = run("predict", ckpt, tmp_path / "moved" / "novel.parquet", "--out", tmp_path / "x.csv", "--unknown-score", "nearest")
     assert result.exit_code == 2 and "--homology-reference DATASET_DIR" in result.output and "Traceback" not in result.output
@@ -292,4 +357,4 @@ def test_predict_nearest_score_matches_training_and_needs_the_dataset(novel_data
     result = run("predict", ckpt, tmp_path / "moved" / "novel.parquet", "--out", tmp_path / "x.csv",
                  "--unknown-score", "nearest", "--homology-reference", tmp_path / "moved")
     assert result.exit_code == 0, result.output
-    assert pd.read_csv(tmp_path / "x.csv")["is_unknown"].tolist() == pd.read_csv(tmp_path / "n.csv")["is_unknown"].tolist()
+    assert pd.read_csv(tmp_path / "x.csv")["is_unknown"].tolist() == pd.read_csv(tmp_path / "nearest.csv")["is_unknown"].tolist()

@@ -54,9 +54,9 @@ def _check_novel_results(out: Path, settings: list[str], seeds: list[int]) -> pd
     assert len(table) == len(settings) * 2 * len(seeds)
     assert sorted(set(table["setting"])) == sorted(settings) and set(table["loss"]) == {"CCE", "ProSelfLC-AT"}
     for key in ("test/accuracy", "test/confidence_entropy", "test/ece", "novel/auroc_max_p", "novel/auroc_entropy",
-                "novel/auroc_energy", "novel/auroc_nearest", "novel/flagged_novel", "novel/flagged_known_test"):
+                "novel/auroc_energy", "novel/auroc_nearest", "novel/auroc_nearest_kmer", "novel/flagged_novel", "novel/flagged_known_test"):
         assert table[key].between(0, 1).all(), key
-    assert set(table["novel/chosen_score"]) <= {"max_p", "entropy", "energy", "nearest"}
+    assert set(table["novel/chosen_score"]) <= {"max_p", "entropy", "energy", "nearest", "nearest_kmer"}
     # every cell holds out the same 10 families (fixed split seed); the run's seed picks which half evaluates
     evaluation = table.groupby("seed")["novel/evaluation_families"]
     assert (evaluation.nunique() == 1).all() and len(table["novel/evaluation_families"][0].split(",")) == 5

@@ -11,10 +11,9 @@ workflows/novel_families.py, every finished cell's network, phmmer and fused unk
    datasets of a workflow share their splits (fixed split seed).
 2. Per finished cell, the logits and nearest scores of its final model (``checkpoints/last.ckpt``, the
    model that ``final_metrics.json`` scored; cached in ``OUT/hmmer/logits/<setting>/<loss>/seed<k>.npz``),
-   the network's metrics recomputed with the four scores (:func:`protlc.unknown.novel_metrics`; checked
-   against ``final_metrics.json``, for a run of a protlc without the nearest score on the three logit
-   scores it had) and :func:`protlc.unknown.homology_metrics`: HMMER's AUROC and flag rates at
-   its dev-calibrated 1st percentile, under "no hit at E <= 1e-3 = unknown" and at the network's
+   the network's metrics recomputed with the five scores (:func:`protlc.unknown.novel_metrics`; checked
+   against ``final_metrics.json``, for a run of an older protlc on the three logit scores it had) and
+   :func:`protlc.unknown.homology_metrics`: HMMER's AUROC and flag rates at its dev-calibrated 1st percentile, under "no hit at E <= 1e-3 = unknown" and at the network's
    known-test flag rate, and the fused score (weight chosen on the selection half).
 3. ``OUT/hmmer_results.csv`` (one row per cell) and ``OUT/hmmer_results.md`` (mean ± std per setting
    and loss). Delete ``OUT/hmmer`` to recompute the caches.
@@ -45,13 +44,14 @@ from protlc.data.store import read_split  # noqa: E402
 from protlc.errors import InputError, ProtlcError  # noqa: E402
 from protlc.homology import DEFAULT_PER_FAMILY, Reference, reference_rows  # noqa: E402
 from protlc.inference import model_outputs  # noqa: E402
+from protlc.model import PooledLayers  # noqa: E402
 from protlc.model.checkpoint import load_checkpoint  # noqa: E402
 from protlc.unknown import (  # noqa: E402
-    NEAREST,
+    REFERENCE_SCORES,
+    SCORES,
     TIE_BREAK,
     homology_metrics,
-    nearest_reference_rows,
-    nearest_similarity,
+    nearest_scores,
     novel_metrics,
     score,
 )
@@ -62,8 +62,10 @@ COLUMNS = {
     "novel/auroc": "network AUROC", "novel/flagged_novel": "network novel flagged",
     "novel/flagged_known_test": "network known flagged",
     "novel/auroc_max_p": "max p AUROC", "novel/auroc_nearest": "nearest AUROC",
-    "novel/flagged_novel_nearest": "nearest novel flagged (dev 1%)",
-    "novel/flagged_known_test_nearest": "nearest known flagged (dev 1%)",
+    "novel/auroc_nearest_kmer": "nearest_kmer AUROC",
+    "novel/flagged_novel_at_known_5pct": "network novel flagged at 5% known",
+    "novel/flagged_novel_nearest_kmer": "nearest_kmer novel flagged (dev 1%)",
+    "novel/flagged_known_test_nearest_kmer": "nearest_kmer known flagged (dev 1%)",
     "hmmer/auroc": "HMMER AUROC", "hmmer/flagged_novel": "HMMER novel flagged (dev 1%)",
     "hmmer/flagged_known_test": "HMMER known flagged (dev 1%)",
     "hmmer/flagged_novel_evalue": "HMMER novel flagged (E>1e-3)",
@@ -114,29 +116,31 @@ def evalues(dataset: Path, cache: Path, per_family: int, threads: int = 1) -> tu
     return tuple(found)
 
 
-def cell_outputs(run_dir: Path, dataset: Path, cache: Path, batch_size: int) -> tuple[tuple, tuple]:
-    """Logits ``(N, C)`` and nearest scores ``(N,)`` (:func:`protlc.unknown.nearest_similarity` against the
-    training reference that ``protlc train`` uses) of the run's final model for the known dev, known test and
-    novel domains. A cache without the nearest scores (an older one) is recomputed."""
+def cell_outputs(run_dir: Path, dataset: Path, cache: Path, batch_size: int) -> tuple[tuple, dict]:
+    """Logits ``(N, C)`` and the nearest scores ``{name: (N,)}`` (:func:`protlc.unknown.nearest_scores`, against
+    the training reference that ``protlc train`` uses) of the run's final model for the known dev, known test
+    and novel domains. A cache without every nearest score of this protlc (an older one) is recomputed."""
     def compute():
         model = load_checkpoint(run_dir / "checkpoints" / "last.ckpt", task="classify").model
+        layers = PooledLayers(model.encoder)
 
-        def outputs(module, sequences):
-            return model_outputs(module, EncodedSequences(list(sequences)), batch_size, "cpu")
+        def pooled_of(sequences):
+            return model_outputs(layers, EncodedSequences(list(sequences)), batch_size, "cpu")
         train = read_split(dataset, "train")
-        reference = outputs(model.encoder, train[col.SEQUENCE].to_numpy()[nearest_reference_rows(train[col.LABEL])])
+        queries = [read_split(dataset, split)[col.SEQUENCE].tolist() for split in SPLITS]
         found = {}
-        for split in SPLITS:
-            embeddings = outputs(model.encoder, read_split(dataset, split)[col.SEQUENCE])
+        for split, sequences in zip(SPLITS, queries):
             with torch.no_grad():
-                found[split] = model.head(torch.from_numpy(embeddings)).numpy()
-            found[f"nearest_{split}"] = nearest_similarity(embeddings, reference)
+                found[split] = model.head(torch.from_numpy(pooled_of(sequences)[:, -1])).numpy()
+        nearest = nearest_scores(pooled_of, train[col.SEQUENCE].tolist(), train[col.LABEL].to_numpy(), queries)
+        found.update({f"{name}_{split}": values[i] for name, values in nearest.items() for i, split in enumerate(SPLITS)})
         return found
     found = cached(cache, compute)
-    if f"nearest_{SPLITS[0]}" not in found:
+    if any(f"{name}_{SPLITS[0]}" not in found for name in REFERENCE_SCORES):
         cache.unlink()
         found = cached(cache, compute)
-    return tuple(found[split] for split in SPLITS), tuple(found[f"nearest_{split}"] for split in SPLITS)
+    return (tuple(found[split] for split in SPLITS),
+            {name: tuple(found[f"{name}_{split}"] for split in SPLITS) for name in REFERENCE_SCORES})
 
 
 def finished_cells(out: Path) -> list[dict]:
@@ -160,20 +164,23 @@ def cell_row(cell: dict, out: Path, per_family: int, threads: int, batch_size: i
         cell["run_dir"], cell["dataset"],
         cache / "logits" / cell["setting"] / cell["run_dir"].parent.name / f"{cell['run_dir'].name}.npz", batch_size)
     families = read_split(cell["dataset"], "novel")[col.FAMILY_ID].to_numpy()
-    network = novel_metrics(*logits, families, cell["seed"], nearest=nearest)
+    network = novel_metrics(*logits, families, cell["seed"], reference_scores=nearest)
     chosen = network["novel/chosen_score"]
-    values = nearest if chosen == NEAREST else tuple(score(z, chosen) for z in logits)
+    values = nearest[chosen] if chosen in nearest else tuple(score(z, chosen) for z in logits)
     metrics = homology_metrics(values, evalues(cell["dataset"], cache, per_family, threads), families, cell["seed"])
     final = json.loads((cell["run_dir"] / "final_metrics.json").read_text())
-    # a run of a protlc without the nearest score chose among the logit scores only: check that choice
-    same_scores = network if "novel/auroc_nearest" in final else novel_metrics(*logits, families, cell["seed"])
-    numeric = [k for k, v in same_scores.items() if isinstance(v, float) and isinstance(final.get(k), float)]
+    # a run of an older protlc had fewer scores (the logit scores, or those and a nearest score of another
+    # definition): check its logit scores, and the choice only where it had every score of this version
+    full = all(f"novel/auroc_{name}" in final for name in REFERENCE_SCORES)
+    same_scores = network if full else novel_metrics(*logits, families, cell["seed"])
+    numeric = [k for k, v in same_scores.items() if isinstance(v, float) and isinstance(final.get(k), float)
+               and (full or k.endswith(tuple(f"_{name}" for name in SCORES)))]
     gap = max((abs(same_scores[k] - final[k]) for k in numeric), default=float("nan"))
+    same_choice = not full or final.get("novel/chosen_score") == same_scores["novel/chosen_score"]
     row = {k: v for k, v in cell.items() if k not in ("run_dir", "dataset")}
     row.update({"novel/chosen_score": chosen, "final/auroc": final.get("novel/auroc"),
                 "consistency/max_abs_diff": gap,
-                "consistency/ok": bool(gap <= CONSISTENCY_TOLERANCE
-                                       and final.get("novel/chosen_score") == same_scores["novel/chosen_score"])})
+                "consistency/ok": bool(gap <= CONSISTENCY_TOLERANCE and same_choice)})
     row.update({k: network[k] for k in COLUMNS if k in network})
     row.update(metrics)
     row["fused/rule"] = {1.0: "homology", TIE_BREAK: "homology, network tie-break"}.get(

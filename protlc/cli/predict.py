@@ -8,6 +8,7 @@ import click
 
 from protlc.cli.options import inference_options
 from protlc.homology import DEFAULT_PER_FAMILY, FUSIONS, REFERENCE_LABELS
+from protlc.unknown import ALL_SCORES
 
 
 @click.command("predict")
@@ -19,11 +20,12 @@ from protlc.homology import DEFAULT_PER_FAMILY, FUSIONS, REFERENCE_LABELS
 @click.option("--unknown-threshold", type=float, default=None,
               help="Flag a sequence as unknown when its unknown score is below this "
                    "[default: calibrated on the dev split, RUN_DIR/calibration.json].")
-@click.option("--unknown-score", type=click.Choice(("auto", "max_p", "entropy", "energy", "nearest")), default="auto",
+@click.option("--unknown-score", type=click.Choice(("auto", *ALL_SCORES)), default="auto",
               show_default=True,
               help="max_p: top probability; entropy: 1 - H(p)/log C; energy: logsumexp of the logits; nearest: cosine "
-                   "similarity of the embedding to the closest training domain (<= 100 per family) of the run's "
-                   "dataset (or --homology-reference); auto: the score the run chose on dev when its dataset had "
+                   "similarity of the layer embedding to the closest training domain (<= 100 per family) of the "
+                   "run's dataset (or --homology-reference); nearest_kmer: the same, each training domain's "
+                   "similarity the mean of that cosine and the 3-mer profile cosine; auto: the score the run chose on dev when its dataset had "
                    "novel families, else max_p.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-length", type=int, default=10_000, show_default=True, help="Reject longer sequences.")
@@ -67,7 +69,8 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
                     homology_evalue=homology_evalue, threads=threads, homology_fusion=homology_fusion,
                     homology_weight=homology_weight, homology_labels=homology_labels, ensemble=ensemble)
     what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits",
-            "nearest": "similarity to the nearest training domain"}[s.score]
+            "nearest": "similarity to the nearest training domain",
+            "nearest_kmer": "embedding and 3-mer similarity to the nearest training domain"}[s.score]
     if s.fusion_dev_accuracy:
         tried = ", ".join(f"{labels}" + ("" if w is None else f" W {w:g}") + f": {a:.3f}"
                           for (labels, w), a in s.fusion_dev_accuracy.items())

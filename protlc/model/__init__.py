@@ -4,6 +4,7 @@ from protlc.model.heads import ClassificationHead, FitnessHead, init_parameters_
 from protlc.model.protcnn import (
     PRESETS,
     MaskedBatchNorm1d,
+    PooledLayers,
     ProtCNNClassifier,
     ProtCNNConfig,
     ProtCNNEncoder,
@@ -17,6 +18,7 @@ __all__ = [
     "ClassificationHead",
     "FitnessHead",
     "MaskedBatchNorm1d",
+    "PooledLayers",
     "ProtCNNClassifier",
     "ProtCNNConfig",
     "ProtCNNEncoder",

@@ -359,11 +359,40 @@ class ProtCNNEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``tokens``/``mask`` ``(B, L)`` -> embedding ``(B, F)``: max over residue positions only."""
-        h = self.embed_positions(tokens, mask)
-        if _has_padding(mask):
-            h = h.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        pooled = h.amax(dim=2)
-        return self.dropout(pooled)
+        return self.dropout(_max_pool(self.embed_positions(tokens, mask), mask))
+
+    def pooled_layers(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Every layer's features max-pooled over residues: ``(B, 1 + blocks, F)``, the input convolution's
+        first, the last equal to :meth:`forward`'s embedding (in eval mode). The nearest unknown scores
+        compare all of them (:func:`protlc.unknown.layer_embedding`): early layers see short motifs, the
+        last one what tells the training families apart."""
+        mask_f = _padding_mask(mask)
+        count = mask.sum(dtype=torch.float32)
+        h = _masked(self.conv_in(self.residue_features(tokens, mask)), mask_f)
+        pooled = [_max_pool(h, mask)]
+        for block in self.blocks:
+            h = block(h, mask_f, count)
+            pooled.append(_max_pool(h, mask))
+        return torch.stack(pooled, dim=1)
+
+
+class PooledLayers(nn.Module):
+    """``encoder.pooled_layers`` as a module's forward, for batched inference helpers that call ``model(tokens,
+    mask)``."""
+
+    def __init__(self, encoder: ProtCNNEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder.pooled_layers(tokens, mask)
+
+
+def _max_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, F, L)`` features -> ``(B, F)``, the max over residue positions only."""
+    if _has_padding(mask):
+        h = h.masked_fill(~mask.unsqueeze(1), float("-inf"))
+    return h.amax(dim=2)
 
 
 class ProtCNNClassifier(nn.Module):

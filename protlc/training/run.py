@@ -37,7 +37,7 @@ from protlc.errors import CheckpointError, ConfigError, TrainingInterrupted
 from protlc.inference import compile_model, model_outputs, softmax
 from protlc.losses import build_loss
 from protlc.metrics import summarize
-from protlc.model import ProtCNNConfig, get_preset
+from protlc.model import PooledLayers, ProtCNNConfig, get_preset
 from protlc.training import plots
 from protlc.training.callbacks import (
     DynamicsCallback,
@@ -64,7 +64,7 @@ from protlc.training.rundir import (
     remove_partial_files,
     start_metrics,
 )
-from protlc.unknown import DEFAULT_SCORE, NEAREST, nearest_reference_rows, nearest_similarity, novel_metrics
+from protlc.unknown import DEFAULT_SCORE, nearest_scores, novel_metrics
 
 
 def resolve(config: dict, num_classes: int) -> dict:
@@ -254,13 +254,17 @@ def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: b
     if novel is not None:  # unknown-family detection: docs/method.md §4, protlc.unknown
         encoded[col.NOVEL] = EncodedSequences(novel[col.SEQUENCE].tolist())
         novel_logits = _logits(model, encoded[col.NOVEL], config)
-        nearest = nearest_scores(model, splits["train"], [encoded[s] for s in ("dev", "test", col.NOVEL)], config)
+        layers = PooledLayers(model.encoder)
+        nearest = nearest_scores(lambda sequences: _logits(layers, EncodedSequences(sequences), config),
+                                 splits["train"][col.SEQUENCE].tolist(), splits["train"][col.LABEL].to_numpy(),
+                                 [frame[col.SEQUENCE].tolist() for frame in (splits["dev"], splits["test"], novel)])
         metrics.update(novel_metrics(logits["dev"], logits["test"], novel_logits, novel[col.FAMILY_ID].to_numpy(),
-                                     config["seed"], nearest=nearest))
+                                     config["seed"], reference_scores=nearest))
         unknown_score = metrics["novel/chosen_score"]
     metrics["dev/unknown_score"] = unknown_score
     metrics["dev/unknown_threshold"] = write_calibration(out, logits["dev"], unknown_score,
-                                                         None if nearest is None else {NEAREST: nearest[0]})
+                                                         None if nearest is None else
+                                                         {name: values[0] for name, values in nearest.items()})
     final_seconds = time.perf_counter() - evaluated
     metrics["time/fit_seconds"] = fit_seconds
     if next(model.parameters()).is_cuda:
@@ -315,14 +319,6 @@ def evaluate_final(model: torch.nn.Module, splits: dict, encoded: dict, config: 
                 metrics["train/noisy_fraction"] = float(noisy.mean())
                 metrics["train/accuracy_noisy_vs_clean"] = float(np.mean(probs.argmax(1)[noisy] == clean[noisy]))
     return metrics, all_logits
-
-
-def nearest_scores(model: torch.nn.Module, train, datasets: list[EncodedSequences], config: dict) -> list[np.ndarray]:
-    """The nearest unknown score (:func:`protlc.unknown.nearest_similarity`) of each dataset's domains, against
-    the pooled embeddings of the training split's reference sample (:func:`protlc.unknown.nearest_reference_rows`)."""
-    rows = nearest_reference_rows(train[col.LABEL].to_numpy())
-    reference = _logits(model.encoder, EncodedSequences(train[col.SEQUENCE].to_numpy()[rows].tolist()), config)
-    return [nearest_similarity(_logits(model.encoder, dataset, config), reference) for dataset in datasets]
 
 
 def _logits(model: torch.nn.Module, dataset: EncodedSequences, config: dict) -> np.ndarray:
