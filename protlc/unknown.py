@@ -19,8 +19,8 @@ The two nearest scores are not functions of the logits: they need the embeddings
 families, ``protlc predict`` with the run's dataset). They ignore the labels, so label noise cannot bend
 them, and they ask "is there a training domain like this one", which an under-trained or over-confident
 classifier's probabilities answer poorly. Measured on extHomFam cells (README "Unknown families"): AUROC
-0.46-0.89 (mean 0.68) for max p, 0.79-0.92 for the last layer's embedding alone, about 0.92 for ``nearest``
-and 0.97 for ``nearest_kmer``.
+0.46-0.89 (mean 0.68) for max p, 0.79-0.92 for the last layer's embedding alone, 0.90 (mean) for ``nearest``
+and 0.966 (0.947-0.981) for ``nearest_kmer``.
 
 A domain is flagged unknown when its score is below the threshold: the 1st percentile
 (:data:`UNKNOWN_QUANTILE`) of the known dev domains' scores, so 99% of in-distribution domains pass.

@@ -28,7 +28,8 @@ and ``RUN_DIR/metrics.csv`` (so ``protlc score RUN_DIR/checkpoints/best.ckpt`` w
 ensemble's checkpoint holds every member's weights, :func:`write_ensemble_checkpoint`, and has no log), and
 ``RUN_DIR/final_metrics.json`` holds its metrics plus ``choice/candidates``, ``choice/chosen``,
 ``choice/monitor`` and ``choice/<name>/...`` (each candidate's train/ and tune/ metrics, epochs, fit
-seconds). ``time/fit_seconds`` is the training time of all candidates together (the cost of the run).
+seconds). ``time/fit_seconds`` is the cost of choosing: the training time of all candidates together plus
+the seconds the ensemble candidate spends scoring the tune split with each of them (a few seconds).
 
 ``--resume`` continues an interrupted auto run: finished candidates are kept (after checking that they
 were trained with this model, head and data), an interrupted one resumes from its ``last.ckpt``, one that
