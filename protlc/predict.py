@@ -53,8 +53,8 @@ from protlc.metrics import entropy
 from protlc.model import PooledLayers
 from protlc.model.checkpoint import load_checkpoint
 from protlc.progress import progress_bar
-from protlc.unknown import (ALL_SCORES, DEFAULT_SCORE, NEAREST, REFERENCE_SCORES, NearestReference, nearest_reference_rows,
-                            score)
+from protlc.unknown import (ALL_SCORES, DEFAULT_SCORE, NEAREST, REFERENCE_SCORES, UNKNOWN_QUANTILE, UNKNOWN_RATES,
+                            NearestReference, nearest_reference_rows, score)
 from protlc.unknown import threshold as unknown_threshold_of
 
 
@@ -107,7 +107,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
             unknown_threshold: float | None = None, batch_size: int = 256, chunk_size: int = 50_000,
             device: str = "cpu", max_length: int | None = 10_000, progress: bool | None = False,
             tokens_per_batch: int | None = None, precision: str | None = None,
-            unknown_score: str | None = None,
+            unknown_score: str | None = None, unknown_rate: float | None = None,
             homology_reference: str | Path | None = None, homology_per_family: int | None = DEFAULT_PER_FAMILY,
             homology_evalue: float | None = None, threads: int = 1, homology_fusion: str = "vote",
             homology_weight: float | None = None, homology_labels: str = "auto",
@@ -163,7 +163,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
             raise ConfigError("--unknown-score energy: the mean probability of an ensemble has no energy score; "
                               "use max_p or entropy")
         calibrate = dev_calibration(homology_reference or loaded.config.get("dataset"), logits_of)
-    score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold, calibrate)
+    score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold, calibrate, unknown_rate)
     nearest_reference = layers = None
     if score_name in REFERENCE_SCORES:
         if len(models) > 1:
@@ -230,22 +230,30 @@ def calibrate_fusion(fusion: HomologyFusion, reference: Reference, dataset_dir, 
 
 
 def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold: float | None,
-                 calibrate=None) -> tuple[str, float]:
-    """``(score, threshold)`` for ``is_unknown``: the given ones, else the run's calibration, else max p
-    with threshold 0 (nothing flagged; -inf for energy). ``calibrate(score) -> threshold`` (an ensemble's,
+                 calibrate=None, unknown_rate: float | None = None) -> tuple[str, float]:
+    """``(score, threshold)`` for ``is_unknown``: the given ones, else the run's calibration (the threshold
+    that flags ``unknown_rate`` of the dev sequences, default 1%), else max p with threshold 0 (nothing
+    flagged; -inf for energy). ``calibrate(score, rate) -> threshold`` (an ensemble's,
     :func:`dev_calibration`) replaces the run's calibration file, and the score defaults to max p.
 
     Raises:
-        ConfigError: an unknown score name, a max-p or entropy threshold outside [0, 1], or a score that the
-            run's calibration.json has no threshold for (an older run) without ``--unknown-threshold``.
+        ConfigError: an unknown score name, a rate not in :data:`~protlc.unknown.UNKNOWN_RATES` or given with a
+            threshold, a max-p or entropy threshold outside [0, 1], or a score (rate) that the run's
+            calibration.json has no threshold for (an older run) without ``--unknown-threshold``.
     """
     if unknown_score is not None and unknown_score not in ALL_SCORES:
         raise ConfigError(f"--unknown-score {unknown_score!r}: choose one of {', '.join(ALL_SCORES)}")
-    calibration = None if calibrate is not None else find_calibration(checkpoint)
+    if unknown_rate is not None and unknown_threshold is not None:
+        raise ConfigError("--unknown-rate and --unknown-threshold both set the threshold; give one of them")
+    if unknown_rate is not None and unknown_rate not in UNKNOWN_RATES:
+        raise ConfigError(f"--unknown-rate {unknown_rate:g}: choose one of {', '.join(f'{r:g}' for r in UNKNOWN_RATES)} "
+                          "(the share of known dev sequences to flag), or pass --unknown-threshold")
+    rate = UNKNOWN_QUANTILE if unknown_rate is None else unknown_rate
+    calibration = None if calibrate is not None else find_calibration(checkpoint, rate)
     name = unknown_score or (calibration[0] if calibration else DEFAULT_SCORE)
     threshold = unknown_threshold
     if threshold is None and calibrate is not None:
-        threshold = calibrate(name)
+        threshold = calibrate(name, rate)
     if threshold is None and calibration is not None:
         threshold = calibration[1].get(name)
         if threshold is None:
@@ -288,13 +296,13 @@ def ensemble_logits(member_logits: list[np.ndarray]) -> np.ndarray:
 
 
 def dev_calibration(dataset_dir, logits_of):
-    """``calibrate(score) -> threshold`` on the dev split of ``dataset_dir`` (protlc.unknown's 1st percentile
-    of the dev domains' score); the dataset is only read when a threshold is asked for.
+    """``calibrate(score, rate) -> threshold`` on the dev split of ``dataset_dir`` (the ``rate`` quantile of the
+    dev domains' score); the dataset is only read when a threshold is asked for.
 
     Raises (when called):
         ConfigError: no dataset recorded, or its dev split is missing or empty.
     """
-    def calibrate(name: str) -> float:
+    def calibrate(name: str, rate: float = UNKNOWN_QUANTILE) -> float:
         dev_path = split_path(dataset_dir, "dev") if dataset_dir else None
         if dev_path is None or not dev_path.is_file():
             raise ConfigError(f"--ensemble: the unknown threshold is calibrated on the dev split of the first "
@@ -304,7 +312,7 @@ def dev_calibration(dataset_dir, logits_of):
         if not sequences:
             raise ConfigError(f"--ensemble: {dev_path} has no domains to calibrate the unknown threshold on; "
                               "pass --unknown-threshold")
-        return unknown_threshold_of(score(logits_of(sequences), name))
+        return unknown_threshold_of(score(logits_of(sequences), name), rate)
 
     return calibrate
 

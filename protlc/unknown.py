@@ -50,10 +50,12 @@ from __future__ import annotations
 
 import math
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy import sparse
-from scipy.special import logsumexp
-from scipy.stats import rankdata
+
+if TYPE_CHECKING:  # scipy is imported where it is used: the CLI imports this module for its score names
+    from scipy import sparse
 
 from protlc.homology import reference_rows
 
@@ -68,6 +70,7 @@ DEFAULT_SCORE = "max_p"
 NEAREST_PER_FAMILY = 100  # reference domains per family of the nearest score
 NEAREST_SEED = 0
 UNKNOWN_QUANTILE = 0.01
+UNKNOWN_RATES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)  # dev flag rates calibration.json keeps a threshold for
 SELECTION_STREAM = 7
 TARGET_KNOWN_RATE = 0.05  # the known-domain flag rate at which novel-family detection is reported
 
@@ -85,6 +88,8 @@ def score(logits: np.ndarray, name: str) -> np.ndarray:
         ValueError: an unknown score name.
     """
     if name == "energy":
+        from scipy.special import logsumexp
+
         return logsumexp(np.asarray(logits, dtype=np.float64), axis=1)
     probs = softmax(logits)
     if name == "max_p":
@@ -113,6 +118,8 @@ def layer_embedding(pooled_layers: np.ndarray) -> np.ndarray:
 def kmer_profiles(sequences: list[str], k: int = KMER) -> sparse.csr_matrix:
     """Unit-norm k-mer count profiles, float32 CSR ``(N, 20**k)`` (k-mers over the 20 amino acids; a
     sequence without one has a zero row, similarity 0 to everything)."""
+    from scipy import sparse
+
     code = np.full(256, -1, dtype=np.int64)
     code[np.frombuffer(AMINO_ACIDS.encode(), dtype=np.uint8)] = np.arange(len(AMINO_ACIDS))
     lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
@@ -209,6 +216,8 @@ def auroc(known_scores: np.ndarray, novel_scores: np.ndarray) -> float:
     known, novel = np.asarray(known_scores, dtype=np.float64), np.asarray(novel_scores, dtype=np.float64)
     if known.size == 0 or novel.size == 0:
         return float("nan")
+    from scipy.stats import rankdata
+
     ranks = rankdata(np.concatenate([known, novel]))  # average ranks: ties count one half
     u = ranks[: known.size].sum() - known.size * (known.size + 1) / 2
     return float(u / (known.size * novel.size))

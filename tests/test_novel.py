@@ -316,8 +316,21 @@ def test_train_records_novel_metrics_and_predict_uses_the_chosen_score(novel_dat
     expected = frame["confidence"] < calibration["thresholds"]["entropy"]
     borderline = (frame["confidence"] - calibration["thresholds"]["entropy"]).abs() < 1e-5
     assert (frame["is_unknown"] == expected)[~borderline].all()
+    # --unknown-rate: the calibrated threshold that flags that share of the known dev domains
+    result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "r.csv", "--unknown-rate", "0.05")
+    assert result.exit_code == 0, result.output
+    assert f"< {calibration['rate_thresholds'][chosen]['0.05']:.3f}" in result.output
+    assert calibration["rate_thresholds"][chosen]["0.01"] == calibration["thresholds"][chosen]
+    assert calibration["rate_thresholds"][chosen]["0.05"] >= calibration["thresholds"][chosen]
+    assert pd.read_csv(tmp_path / "r.csv")["is_unknown"].sum() >= pd.read_csv(tmp_path / "p.csv")["is_unknown"].sum()
+    for bad, message in ((["--unknown-rate", "0.03"], "choose one of 0.001, 0.005, 0.01, 0.02, 0.05, 0.1"),
+                         (["--unknown-rate", "0.05", "--unknown-threshold", "0.5"], "give one of them")):
+        result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "bad.csv", *bad)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     # an old calibration file (max p only) still works, and means max p
     (tmp_path / "run" / "calibration.json").write_text(json.dumps({"unknown_threshold": 0.5}))
+    result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "old.csv", "--unknown-rate", "0.05")
+    assert result.exit_code == 2 and "has thresholds at the 0.01 rate only; pass --unknown-threshold" in result.output
     result = run("predict", ckpt, out / "novel.parquet", "--out", tmp_path / "old.csv")
     assert result.exit_code == 0 and "top probability < 0.500" in result.output
     old = pd.read_csv(tmp_path / "old.csv")

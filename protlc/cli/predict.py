@@ -8,7 +8,7 @@ import click
 
 from protlc.cli.options import inference_options
 from protlc.homology import DEFAULT_PER_FAMILY, FUSIONS, REFERENCE_LABELS
-from protlc.unknown import ALL_SCORES
+from protlc.unknown import ALL_SCORES, UNKNOWN_RATES
 
 
 @click.command("predict")
@@ -20,6 +20,9 @@ from protlc.unknown import ALL_SCORES
 @click.option("--unknown-threshold", type=float, default=None,
               help="Flag a sequence as unknown when its unknown score is below this "
                    "[default: calibrated on the dev split, RUN_DIR/calibration.json].")
+@click.option("--unknown-rate", type=float, default=None,
+              help="Set the threshold so that this share of the known dev sequences is flagged: one of "
+                   + ", ".join(f"{r:g}" for r in UNKNOWN_RATES) + " [default: 0.01]; instead of --unknown-threshold.")
 @click.option("--unknown-score", type=click.Choice(("auto", *ALL_SCORES)), default="auto",
               show_default=True,
               help="max_p: top probability; entropy: 1 - H(p)/log C; energy: logsumexp of the logits; nearest: cosine "
@@ -53,7 +56,8 @@ from protlc.unknown import ALL_SCORES
 @click.option("--threads", type=int, default=1, show_default=True, help="phmmer threads.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @inference_options
-def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, unknown_score, batch_size, max_length,
+def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, unknown_rate, unknown_score, batch_size,
+                    max_length,
                     device, homology_reference, homology_per_family, homology_fusion, homology_weight,
                     homology_evalue, homology_labels, ensemble, threads, progress, tokens_per_batch, precision):
     """Predict the family of every sequence in INPUT (FASTA, CSV/TSV with a `sequence` column, Parquet)."""
@@ -64,7 +68,7 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
         s = predict(checkpoint, input_path, out_path, top_k=top_k, unknown_threshold=unknown_threshold,
                     batch_size=batch_size, device=device, max_length=max_length, progress=progress,
                     tokens_per_batch=tokens_per_batch, precision=precision,
-                    unknown_score=None if unknown_score == "auto" else unknown_score,
+                    unknown_score=None if unknown_score == "auto" else unknown_score, unknown_rate=unknown_rate,
                     homology_reference=homology_reference, homology_per_family=homology_per_family,
                     homology_evalue=homology_evalue, threads=threads, homology_fusion=homology_fusion,
                     homology_weight=homology_weight, homology_labels=homology_labels, ensemble=ensemble)
