@@ -3,7 +3,9 @@ what ``train``/``predict`` do with them, on the real extHomFam sample (107 famil
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,8 @@ from protlc.unknown import (
     score,
     selection_half,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*args):
@@ -339,7 +343,7 @@ def test_train_records_novel_metrics_and_predict_uses_the_chosen_score(novel_dat
     assert result.exit_code == 2 and "has a threshold for max_p only; pass --unknown-threshold" in result.output
 
 
-def test_predict_nearest_score_matches_training_and_needs_the_dataset(novel_dataset, tmp_path, tiny_config):
+def test_predict_nearest_score_matches_training_and_needs_the_dataset(novel_dataset, tmp_path, tiny_config, capsys):
     """The nearest score of predict is the one train calibrated: the novel domains predict flags are the
     ones final_metrics counted; without the run's dataset it stops with one line naming the fix."""
     import shutil
@@ -363,6 +367,14 @@ def test_predict_nearest_score_matches_training_and_needs_the_dataset(novel_data
         assert abs(frame["is_unknown"][evaluation].mean() - saved[f"novel/flagged_novel_{name}"]) <= 1 / evaluation.sum()
         known = run("predict", ckpt, dataset / "train.parquet", "--out", tmp_path / "t.csv", "--unknown-score", name)
         assert known.exit_code == 0 and pd.read_csv(tmp_path / "t.csv")["is_unknown"].mean() < 0.01  # its own reference
+    bench = importlib.util.spec_from_file_location("bench_unknown", REPO / "benchmarks" / "bench_unknown.py")
+    module = importlib.util.module_from_spec(bench)
+    bench.loader.exec_module(module)
+    module.main([str(ckpt), str(dataset / "novel.parquet"), "--no-record"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[-3:]] == ["max_p", "nearest", "nearest_kmer"]
+    flagged = pd.read_csv(tmp_path / "nearest_kmer.csv")["is_unknown"].sum()
+    assert lines[-1].startswith("nearest_kmer: 320 sequences") and lines[-1].endswith(f"{flagged} flagged")
     shutil.move(dataset, tmp_path / "moved")
     result = run("predict", ckpt, tmp_path / "moved" / "novel.parquet", "--out", tmp_path / "x.csv", "--unknown-score", "nearest")
     assert result.exit_code == 2 and "--homology-reference DATASET_DIR" in result.output and "Traceback" not in result.output
