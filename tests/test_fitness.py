@@ -365,7 +365,8 @@ def test_auto_trains_every_candidate_and_keeps_the_best_on_tune(auto_run):
         for name in ("best.ckpt", "last.ckpt"):
             assert (out / "checkpoints" / name).read_bytes() == (out / "candidates" / chosen / "checkpoints" / name).read_bytes()
     for key in ("tune/mse", "tune/pearson") + (("train/mse",) if chosen != "ensemble" else ()):
-        assert metrics[key] == pytest.approx(records[chosen][key], abs=1e-9), key
+        # an ensemble's record is its blend in float64, the model's the weighted sum in float32
+        assert metrics[key] == pytest.approx(records[chosen][key], abs=1e-9 if chosen != "ensemble" else 1e-6), key
     assert ("additive_start/test/pearson" in metrics) == (chosen not in ("none", "ensemble"))
     assert metrics["time/fit_seconds"] == pytest.approx(sum(r["time/fit_seconds"] for r in records.values()))
     assert metrics["ridge/test/pearson"] > 0.5 and metrics["epochs"] == (None if chosen == "ensemble" else 2)
@@ -392,14 +393,18 @@ def test_auto_test_metrics_are_the_chosen_models_and_score_reproduces_them(auto_
     chosen = load_checkpoint(out / "checkpoints" / "best.ckpt", task="fitness")
     if metrics["choice/chosen"] == "ensemble":
         assert [h["additive"] for h in chosen.hparams["ensemble_heads"]] == metrics["choice/ensemble/members"]
+        assert chosen.hparams["ensemble_weights"] == metrics["choice/ensemble/weights"]
     else:
         assert chosen.hparams["head"]["additive"] == metrics["choice/chosen"]
 
 
-def test_ensemble_checkpoint_scores_the_mean_of_its_members_and_its_tune_record_is_that_mean(
+def test_ensemble_checkpoint_scores_the_blend_of_its_members_and_its_tune_record_is_that_blend(
         auto_run, pab1_subset, tmp_path, classifier_checkpoint):
-    """The ensemble candidate: its checkpoint (tensors and plain values only) scores every variant at the mean of
-    what its three member checkpoints score, and the tune MSE that auto compared is the MSE of that mean."""
+    """The ensemble candidate: its checkpoint (tensors and plain values only) scores every variant at the mean,
+    or with weights the weighted sum, of what its member checkpoints score, and the weights and tune MSE that
+    auto recorded are the non-negative least-squares blend of the members' tune predictions."""
+    from scipy.optimize import nnls
+
     from protlc.dms.scoring import score_library
     from protlc.model.fitness import FitnessEnsemble
     from protlc.training.fitness_choice import write_ensemble_checkpoint
@@ -407,9 +412,11 @@ def test_ensemble_checkpoint_scores_the_mean_of_its_members_and_its_tune_record_
     out, metrics = auto_run
     members = [out / "candidates" / name / "checkpoints" / "best.ckpt" for name in ("none", "ridge", "epistasis")]
     write_ensemble_checkpoint(members, tmp_path / "ensemble.ckpt")
-    torch.load(tmp_path / "ensemble.ckpt", weights_only=True)
-    loaded = load_checkpoint(tmp_path / "ensemble.ckpt", task="fitness")
+    write_ensemble_checkpoint(members, tmp_path / "weighted.ckpt", [0.5, 0.2, 0.3])
+    torch.load(tmp_path / "weighted.ckpt", weights_only=True)
+    loaded = load_checkpoint(tmp_path / "weighted.ckpt", task="fitness")
     assert isinstance(loaded.model, FitnessEnsemble) and len(loaded.model.members) == 3
+    assert loaded.model.weights == [0.5, 0.2, 0.3] and load_checkpoint(tmp_path / "ensemble.ckpt").model.weights is None
     import yaml
 
     from protlc.training.fitness_data import prepare_data
@@ -418,19 +425,22 @@ def test_ensemble_checkpoint_scores_the_mean_of_its_members_and_its_tune_record_
     tune_rows = prepare_data(yaml.safe_load((out / "config.yaml").read_text()), pab1_subset, PAB1_WT).parts["tune"]
     table.iloc[tune_rows][["variant"]].to_csv(tmp_path / "tune.csv", index=False)
     scored = []
-    for i, checkpoint in enumerate([*members, tmp_path / "ensemble.ckpt"]):
+    for i, checkpoint in enumerate([*members, tmp_path / "ensemble.ckpt", tmp_path / "weighted.ckpt"]):
         score_library(checkpoint, tmp_path / "tune.csv", tmp_path / f"s{i}.csv", notation="nn4dms",
                       offset=PAB1_OFFSET, mutant_column="variant")
         scored.append(pd.read_csv(tmp_path / f"s{i}.csv")["fitness"].to_numpy())
-    mean = np.mean(scored[:3], axis=0)
-    np.testing.assert_allclose(scored[3], mean, rtol=1e-5, atol=1e-5)
-    assert not np.allclose(scored[0], scored[1], atol=1e-3)  # the members differ: the mean is not one of them
+    np.testing.assert_allclose(scored[3], np.mean(scored[:3], axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scored[4], 0.5 * scored[0] + 0.2 * scored[1] + 0.3 * scored[2], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(scored[0], scored[1], atol=1e-3)  # the members differ: the blend is not one of them
     measured = table.iloc[tune_rows]["score"].to_numpy()
-    subsets = {names: np.mean((np.mean([scored[i] for i in names], axis=0) - measured) ** 2)
-               for names in ((0, 1), (0, 2), (1, 2), (0, 1, 2))}
-    best = min(subsets, key=subsets.get)  # auto's ensemble is the subset of two or more best on tune
-    assert metrics["choice/ensemble/tune/mse"] == pytest.approx(subsets[best], rel=1e-4)
-    assert metrics["choice/ensemble/members"] == [("none", "ridge", "epistasis")[i] for i in best]
+    weights, _ = nnls(np.stack(scored[:3], axis=1).astype(np.float64), measured.astype(np.float64))
+    kept = [i for i in range(3) if weights[i] > 0]
+    assert metrics["choice/ensemble/members"] == [("none", "ridge", "epistasis")[i] for i in kept]
+    np.testing.assert_allclose(metrics["choice/ensemble/weights"], weights[kept], rtol=1e-3, atol=1e-4)
+    blend_mse = np.mean((np.stack(scored[:3], axis=1)[:, kept] @ weights[kept] - measured) ** 2)
+    assert metrics["choice/ensemble/tune/mse"] == pytest.approx(blend_mse, rel=1e-4)
+    assert blend_mse <= min(np.mean((np.mean([scored[i] for i in names], axis=0) - measured) ** 2)
+                            for names in ((0, 1), (0, 2), (1, 2), (0, 1, 2)))  # no plain mean does better on tune
     with pytest.raises(CheckpointError, match="fitness checkpoint"):
         classifier_checkpoint(tmp_path / "pfam.ckpt")
         write_ensemble_checkpoint([members[0], tmp_path / "pfam.ckpt"], tmp_path / "bad.ckpt")

@@ -1,7 +1,8 @@
 """What ``head.additive: auto``'s ``ensemble`` candidate would have chosen on finished ``train-dms`` runs,
 without retraining: for each group of the three heads (an auto run's ``candidates/``, or three single-head
-runs of one split and seed), the tune and test metrics of every head and of the ensemble (the mean of the
-subset of two or more heads best on tune, :func:`protlc.training.fitness_choice.best_mean`), and the choice
+runs of one split and seed), the tune and test metrics of every head and of the ensemble (the heads blended
+with non-negative least-squares weights fitted on tune, :func:`protlc.training.fitness_choice.best_blend`;
+none when fewer than two heads get a weight), and the choice
 by tune MSE among the four (the test split plays no part in either).
 
     python workflows/dms_ensemble_rescore.py OUT.json [--auto RUN_DIR]... [--group 'runs/pab1_{head}_s0']...
@@ -27,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from protlc.atomic import atomic_write_text  # noqa: E402
 from protlc.model.checkpoint import load_checkpoint  # noqa: E402
-from protlc.training.fitness_choice import ENSEMBLE, best_mean, choose  # noqa: E402
+from protlc.training.fitness_choice import ENSEMBLE, best_blend, choose  # noqa: E402
 from protlc.training.fitness_data import prepare_data  # noqa: E402
 from protlc.training.fitness_outputs import correlations, evaluate  # noqa: E402
 
@@ -35,18 +36,19 @@ HEADS = ("none", "ridge", "epistasis")
 
 
 def rescore(runs: dict[str, Path]) -> dict:
-    """``{head: {tune/..., test/...}}`` for the heads and their mean, plus ``chosen`` (by tune MSE)."""
+    """``{head: {tune/..., test/...}}`` for the heads and their blend, plus ``chosen`` (by tune MSE)."""
     config = yaml.safe_load((runs[HEADS[0]] / "config.yaml").read_text())
     data = prepare_data(config, config["dms"]["table"], None)
     predictions, records = {}, {}
     for head, run in runs.items():
         model = load_checkpoint(run / "checkpoints" / "best.ckpt", task="fitness").model
         predictions[head], records[head] = evaluate(model, data, config, ("tune", "test"), torch.device("cpu"))
-    members, records[ENSEMBLE] = best_mean({h: p["tune"] for h, p in predictions.items()},
-                                           data.scores[data.parts["tune"]], "tune/mse", "min")
-    records[ENSEMBLE].update(correlations(np.mean([predictions[h]["test"] for h in members], axis=0),
-                                          data.scores[data.parts["test"]], "test"))
-    records[ENSEMBLE]["members"] = members
+    blend = best_blend({h: p["tune"] for h, p in predictions.items()}, data.scores[data.parts["tune"]])
+    if blend is not None:
+        members, weights, records[ENSEMBLE] = blend
+        records[ENSEMBLE].update(correlations(sum(w * predictions[h]["test"] for h, w in zip(members, weights)),
+                                              data.scores[data.parts["test"]], "test"))
+        records[ENSEMBLE].update({"members": members, "weights": weights})
     chosen = choose(records, "tune/mse", "min")
     without = choose({h: r for h, r in records.items() if h != ENSEMBLE}, "tune/mse", "min")
     return {"table": config["dms"]["table"], "split": config["split"], "seed": config["seed"], "heads": records,

@@ -41,11 +41,14 @@ features drift away from the ones the classification head was trained on.
 Checkpoints hold only tensors and plain values (hparams: ``model_config``, ``head``, ``wild_type``,
 ``notation``, ``offset``, ``labels``, ``config``), so :func:`build_fitness_model` can rebuild the model
 from a ``torch.load(weights_only=True)`` result; an ensemble checkpoint (``head.additive: auto``'s
-``ensemble`` choice) adds ``ensemble_heads``, the head settings of its members, and rebuilds as a
+``ensemble`` choice) adds ``ensemble_heads``, the head settings of its members, and ``ensemble_weights``, their
+blend weights (none: the mean), and rebuilds as a
 :class:`FitnessEnsemble`. Training lives in :mod:`protlc.training.fitness`.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -218,19 +221,25 @@ class FitnessModel(nn.Module):
 
 
 class FitnessEnsemble(nn.Module):
-    """The mean prediction, in score units, of several :class:`FitnessModel` of one wild type: the ``ensemble``
-    choice of ``head.additive: auto`` (its candidates averaged). Scores like one model: ``fixed_length``,
-    ``family`` and ``family_probabilities`` are the first member's.
+    """The blended prediction, in score units, of several :class:`FitnessModel` of one wild type: sum_i w_i *
+    member_i, with ``weights`` w (None: the mean). The ``ensemble`` choice of ``head.additive: auto`` (its
+    candidates blended with least-squares weights fitted on tune), or ``score --ensemble`` (a mean). Scores
+    like one model: ``fixed_length``, ``family`` and ``family_probabilities`` are the first member's.
 
     Raises:
-        ConfigError: no members, or members that take different lengths.
+        ConfigError: no members, members that take different lengths, or weights that are not one finite
+            number >= 0 per member.
     """
 
-    def __init__(self, members: list[FitnessModel]):
+    def __init__(self, members: list[FitnessModel], weights: list[float] | None = None):
         super().__init__()
         if not members or len({m.fixed_length for m in members}) != 1:
             raise ConfigError("a fitness ensemble needs one or more members of one sequence length")
+        if weights is not None and (len(weights) != len(members) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in weights)):
+            raise ConfigError(f"{ENSEMBLE_WEIGHTS} must hold one finite number >= 0 per member, got {weights!r}")
         self.members = nn.ModuleList(members)
+        self.weights = None if weights is None else [float(w) for w in weights]
 
     @property
     def fixed_length(self) -> int | None:
@@ -241,14 +250,18 @@ class FitnessEnsemble(nn.Module):
         return self.members[0].family
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` tokens/mask -> mean fitness ``(B,)`` of the members, in score units."""
-        return torch.stack([member(tokens, mask) for member in self.members]).mean(dim=0)
+        """``(B, L)`` tokens/mask -> blended fitness ``(B,)`` of the members, in score units."""
+        predictions = [member(tokens, mask) for member in self.members]
+        if self.weights is None:
+            return torch.stack(predictions).mean(dim=0)
+        return sum(w * p for w, p in zip(self.weights, predictions))
 
     def family_probabilities(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.members[0].family_probabilities(tokens, mask)
 
 
 ENSEMBLE_HEADS = "ensemble_heads"  # hparams of an ensemble checkpoint: the head settings of each member
+ENSEMBLE_WEIGHTS = "ensemble_weights"  # and, for a weighted blend, each member's weight
 MAX_ENSEMBLE = 16
 
 
@@ -271,7 +284,8 @@ def fitness_model(hparams: dict) -> FitnessModel | FitnessEnsemble:
         return FitnessModel(hparams["model_config"], hparams["head"], length, families)
     if not isinstance(heads, list) or not 1 <= len(heads) <= MAX_ENSEMBLE or not all(isinstance(h, dict) for h in heads):
         raise ConfigError(f"{ENSEMBLE_HEADS} must list 1 to {MAX_ENSEMBLE} head settings")
-    return FitnessEnsemble([FitnessModel(hparams["model_config"], head, length, families) for head in heads])
+    return FitnessEnsemble([FitnessModel(hparams["model_config"], head, length, families) for head in heads],
+                           hparams.get(ENSEMBLE_WEIGHTS))
 
 
 def build_fitness_model(hparams: dict, state_dict: dict) -> FitnessModel | FitnessEnsemble:

@@ -11,14 +11,17 @@ the same split, one after the other, each in its own run directory::
     RUN_DIR/candidates/<name>/candidate_metrics.json   train/ and tune/ metrics of its best checkpoint,
                                                         epochs, fit time (written when it finishes)
 
-With two or more candidates there is one more (unless ``head.ensemble: false``): ``ensemble``, the mean
-prediction (in score units) of two or more trained candidates at their best checkpoints, the subset whose
-mean is best on tune (ties: fewer members, then the order of the candidates); it trains nothing, but a
-run that keeps it scores about 3-4x slower (every member runs; Pab1, three heads: 3.7x). Why: the candidates err differently (the
-network alone, an additive table, a saturating latent trait), so a mean is often better than each
-(measured on the Pab1 main split: all three, tune MSE 0.415 vs 0.440 for the best candidate, test
-Pearson 0.9396 vs 0.9361); a subset, because a weak candidate drags the mean of all (Bgl3: the network
-alone, tune MSE 1.389; the mean of the other two 1.287, of all three 1.295).
+With two or more candidates there is one more (unless ``head.ensemble: false``): ``ensemble``, a blend
+sum_i w_i * prediction_i (in score units) of the trained candidates at their best checkpoints, with weights
+w_i >= 0 fitted by non-negative least squares to the tune split's scores (:func:`best_blend`); candidates
+whose weight is 0 are left out, and with fewer than two left there is no ensemble candidate. It trains
+nothing, but a run that keeps it scores about 3-4x slower (every member runs; Pab1, three heads: 3.7x).
+Why: the candidates err differently (the network alone, an additive table, a saturating latent trait), so
+a blend is often better than each; why weights: a weak candidate should count less, not as much (Pab1
+main split, three seeds: test Pearson 0.9403 blended, 0.9398 for the best plain mean of a subset, 0.936 for
+the best candidate; weights about 0.4-0.5 network, 0.2-0.3 ridge, 0.3 epistasis). Three weights fitted on
+thousands of tune variants hardly overfit, but the tune MSE the choice compares is in-sample for the
+ensemble, so a tie goes to the trained candidate.
 
 The chosen candidate is the one whose best checkpoint has the best value of the early-stopping monitor
 (``early_stopping.monitor``: tune/mse by default, or tune/pearson) on the tune split; a tie keeps the
@@ -39,7 +42,6 @@ never reached its first checkpoint starts again, and then the choice is made.
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import math
 import shutil
@@ -54,7 +56,7 @@ from protlc.atomic import atomic_path
 from protlc.errors import CheckpointError, ConfigError
 from protlc.jsonio import write_json
 from protlc.model.checkpoint import PROTLC_KEY, load_checkpoint, read_checkpoint
-from protlc.model.fitness import ENSEMBLE_HEADS
+from protlc.model.fitness import ENSEMBLE_HEADS, ENSEMBLE_WEIGHTS
 from protlc.training.fitness import check_monitor
 from protlc.training.fitness_data import prepare_data, write_run_config
 from protlc.training.fitness_fit import (
@@ -157,13 +159,15 @@ def train_auto(config: dict, out: Path, table, wt, resume: bool, extra_callbacks
         return None
     start_top()  # (a resumed run whose candidates had all finished)
     if len(records) > 1 and config["head"].get("ensemble", True):
-        records[ENSEMBLE] = _ensemble_record({name: _best_checkpoint(out / CANDIDATES / name) for name in records},
-                                             data, config, device, monitor, mode)
+        ensemble = _ensemble_record({name: _best_checkpoint(out / CANDIDATES / name) for name in records},
+                                    data, config, device)
+        if ensemble is not None:
+            records[ENSEMBLE] = ensemble
     chosen = choose(records, monitor, mode)
     if chosen == ENSEMBLE:
         members = [_best_checkpoint(out / CANDIDATES / name) for name in records[ENSEMBLE]["members"]]
         for name in ("best.ckpt", LAST):
-            write_ensemble_checkpoint(members, out / CHECKPOINTS / name)
+            write_ensemble_checkpoint(members, out / CHECKPOINTS / name, records[ENSEMBLE]["weights"])
     else:
         _install(out / CANDIDATES / chosen, out)
     model = load_checkpoint(out / CHECKPOINTS / "best.ckpt", task="fitness").model
@@ -182,7 +186,7 @@ def train_auto(config: dict, out: Path, table, wt, resume: bool, extra_callbacks
     for name, r in records.items():
         metrics.update({f"{CHOICE}{name}/{key}": value for key, value in r.items()
                         if key.split("/")[0] in ("train", "tune")
-                        or key in ("epochs", "best_epoch", "time/fit_seconds", "members")})
+                        or key in ("epochs", "best_epoch", "time/fit_seconds", "members", "weights")})
     write_run_outputs(out, data, metrics, predictions["test"])
     return metrics
 
@@ -224,29 +228,39 @@ def _best_checkpoint(candidate: Path) -> Path:
     return best if best.is_file() else candidate / CHECKPOINTS / LAST
 
 
-def _ensemble_record(checkpoints: dict[str, Path], data, config: dict, device, monitor: str, mode: str) -> dict:
-    """The ensemble candidate: ``members`` (the names of the subset of two or more candidates whose mean tune
-    prediction is best by ``monitor``; ties keep the smaller, earlier subset) and that mean's tune metrics."""
+def _ensemble_record(checkpoints: dict[str, Path], data, config: dict, device) -> dict | None:
+    """The ensemble candidate: ``members`` and ``weights`` (:func:`best_blend` of the candidates' tune
+    predictions) and the blend's tune metrics; None when fewer than two candidates get a weight."""
     started = time.perf_counter()
     tune = {name: evaluate(load_checkpoint(path, task="fitness").model, data, config, ("tune",), device)[0]["tune"]
             for name, path in checkpoints.items()}
-    members, record = best_mean(tune, data.scores[data.parts["tune"]], monitor, mode)
-    return {**record, "members": members, "time/fit_seconds": time.perf_counter() - started}
+    blend = best_blend(tune, data.scores[data.parts["tune"]])
+    if blend is None:
+        return None
+    members, weights, record = blend
+    return {**record, "members": members, "weights": weights, "time/fit_seconds": time.perf_counter() - started}
 
 
-def best_mean(tune: dict[str, np.ndarray], measured: np.ndarray, monitor: str, mode: str) -> tuple[list[str], dict]:
-    """The subset of two or more of ``tune``'s predictions ``{name: (N,)}`` whose mean is best by ``monitor``
-    against ``measured`` ``(N,)`` (ties: the smaller, earlier subset), and that mean's ``tune/...`` metrics."""
-    subsets = {"+".join(names): correlations(np.mean([tune[n] for n in names], axis=0), measured, "tune")
-               for size in range(2, len(tune) + 1) for names in itertools.combinations(tune, size)}
-    best = choose(subsets, monitor, mode)
-    return best.split("+"), subsets[best]
+def best_blend(tune: dict[str, np.ndarray], measured: np.ndarray) -> tuple[list[str], list[float], dict] | None:
+    """Non-negative least-squares weights of ``tune``'s predictions ``{name: (N,)}`` against ``measured``
+    ``(N,)``: ``(members, weights, tune metrics of the blend)``, the members being the names with a weight
+    above 0 (in ``tune``'s order); None when fewer than two are."""
+    from scipy.optimize import nnls
+
+    names = list(tune)
+    predictions = np.stack([np.asarray(tune[n], dtype=np.float64) for n in names], axis=1)
+    weights, _ = nnls(predictions, np.asarray(measured, dtype=np.float64))
+    kept = [i for i, w in enumerate(weights) if w > 0]
+    if len(kept) < 2:
+        return None
+    blended = predictions[:, kept] @ weights[kept]
+    return [names[i] for i in kept], [float(weights[i]) for i in kept], correlations(blended, measured, "tune")
 
 
-def write_ensemble_checkpoint(members: list[Path], target: Path) -> None:
-    """One fitness checkpoint holding every member checkpoint's model (``model.members.<i>.…``), loaded by
-    :func:`protlc.model.checkpoint.load_checkpoint` as a :class:`protlc.model.fitness.FitnessEnsemble`;
-    tensors and plain values only, written atomically.
+def write_ensemble_checkpoint(members: list[Path], target: Path, weights: list[float] | None = None) -> None:
+    """One fitness checkpoint holding every member checkpoint's model (``model.members.<i>.…``) and the blend
+    ``weights`` (None: the mean), loaded by :func:`protlc.model.checkpoint.load_checkpoint` as a
+    :class:`protlc.model.fitness.FitnessEnsemble`; tensors and plain values only, written atomically.
 
     Raises:
         CheckpointError: a member is unreadable or not a fitness checkpoint.
@@ -257,6 +271,9 @@ def write_ensemble_checkpoint(members: list[Path], target: Path) -> None:
             raise CheckpointError(f"{path}: an ensemble member must be a fitness checkpoint")
     hparams = dict(found[0]["hyper_parameters"])
     hparams[ENSEMBLE_HEADS] = [dict(ckpt["hyper_parameters"]["head"]) for ckpt in found]
+    hparams.pop(ENSEMBLE_WEIGHTS, None)
+    if weights is not None:
+        hparams[ENSEMBLE_WEIGHTS] = [float(w) for w in weights]
     state = {f"model.members.{i}.{key[len('model.'):]}": tensor for i, ckpt in enumerate(found)
              for key, tensor in ckpt["state_dict"].items() if key.startswith("model.")}
     ensemble = {PROTLC_KEY: found[0][PROTLC_KEY], "state_dict": state, "hyper_parameters": hparams}
