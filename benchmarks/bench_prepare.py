@@ -21,8 +21,6 @@ writes the three Parquet files on extra threads). Results are printed and append
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
