@@ -124,8 +124,8 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
     ``unknown_score``: ``max_p``, ``entropy``, ``energy``, ``nearest`` or ``nearest_kmer`` (None: the run's
-    calibrated choice, else max p); the nearest scores embed the training domains of the run's dataset (or of ``homology_reference``) that
-    ``protlc train`` compared with (:func:`nearest_reference_sequences`).
+    calibrated choice, else max p); the nearest scores embed the training domains of the run's dataset (or
+    of ``homology_reference``) that ``protlc train`` compared with (:func:`nearest_reference_sequences`).
     ``ensemble``: more classifier checkpoints over the same families; the prediction is the mean of all the
     models' probabilities (:func:`ensemble_logits`), and the unknown threshold is calibrated for that mean
     on the dev split of the first checkpoint's dataset (or of ``homology_reference``), as ``protlc train``
@@ -167,7 +167,8 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     nearest_reference = layers = None
     if score_name in REFERENCE_SCORES:
         if len(models) > 1:
-            raise ConfigError(f"--unknown-score {score_name}: an ensemble has no single embedding; use max_p or entropy")
+            raise ConfigError(f"--unknown-score {score_name}: an ensemble has no single embedding; "
+                              "use max_p or entropy")
         layers = PooledLayers(models[0].encoder)
         sequences = nearest_reference_sequences(homology_reference or loaded.config.get("dataset"), loaded.labels,
                                                 score_name)
@@ -246,7 +247,8 @@ def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold:
     if unknown_rate is not None and unknown_threshold is not None:
         raise ConfigError("--unknown-rate and --unknown-threshold both set the threshold; give one of them")
     if unknown_rate is not None and unknown_rate not in UNKNOWN_RATES:
-        raise ConfigError(f"--unknown-rate {unknown_rate:g}: choose one of {', '.join(f'{r:g}' for r in UNKNOWN_RATES)} "
+        rates = ", ".join(f"{r:g}" for r in UNKNOWN_RATES)
+        raise ConfigError(f"--unknown-rate {unknown_rate:g}: choose one of {rates} "
                           "(the share of known dev sequences to flag), or pass --unknown-threshold")
     rate = UNKNOWN_QUANTILE if unknown_rate is None else unknown_rate
     calibration = None if calibrate is not None else find_calibration(checkpoint, rate)

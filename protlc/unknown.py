@@ -282,8 +282,8 @@ def score_metrics(dev: np.ndarray, test: np.ndarray, novel: np.ndarray, half: np
     half), ``threshold`` (1st percentile of known dev) and at it ``flagged_novel`` (evaluation half) and
     ``flagged_known_test``, and ``flagged_novel_at_known_5pct``: the share of evaluation-half novel domains
     below the threshold that flags 5% of known test domains (:func:`flagged_at_rate`; the issue's
-    operating point, measured on test, so not a rule a user can apply). ``dev``/``test``/``novel``: ``(N,)`` scores; ``half``: ``(N_novel,)`` bool,
-    True for the selection half."""
+    operating point, measured on test, so not a rule a user can apply). ``dev``/``test``/``novel``: ``(N,)``
+    scores; ``half``: ``(N_novel,)`` bool, True for the selection half."""
     cut = threshold(dev)
     return {"auroc": auroc(test, novel[~half]), "dev_auroc": auroc(dev, novel[half]), "threshold": cut,
             "flagged_novel": float(np.mean(novel[~half] < cut)) if (~half).any() else float("nan"),

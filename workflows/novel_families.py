@@ -56,7 +56,8 @@ COLUMNS = {
     "test/accuracy": "test accuracy", "test/confidence_entropy": "test 1-H(p)/H(u)", "test/ece": "test ECE",
     "novel/auroc_max_p": "AUROC max p", "novel/auroc_entropy": "AUROC entropy", "novel/auroc_energy": "AUROC energy",
     "novel/auroc_nearest": "AUROC nearest", "novel/auroc_nearest_kmer": "AUROC nearest_kmer",
-    "novel/auroc": "AUROC chosen", "novel/flagged_novel_at_known_5pct": "novel flagged at 5% known (chosen)", "novel/flagged_novel": "novel flagged", "novel/flagged_known_test": "known test flagged",
+    "novel/auroc": "AUROC chosen", "novel/flagged_novel_at_known_5pct": "novel flagged at 5% known (chosen)",
+    "novel/flagged_novel": "novel flagged", "novel/flagged_known_test": "known test flagged",
     "novel/flagged_novel_max_p": "novel flagged (max p)", "novel/flagged_known_test_max_p": "known flagged (max p)",
 }
 EXTRA = ("train/accuracy_clean_labels", "novel/chosen_score", "novel/evaluation_families", "epochs", "time/fit_seconds")

@@ -13,8 +13,9 @@ workflows/novel_families.py, every finished cell's network, phmmer and fused unk
    model that ``final_metrics.json`` scored; cached in ``OUT/hmmer/logits/<setting>/<loss>/seed<k>.npz``),
    the network's metrics recomputed with the five scores (:func:`protlc.unknown.novel_metrics`; checked
    against ``final_metrics.json``, for a run of an older protlc on the three logit scores it had) and
-   :func:`protlc.unknown.homology_metrics`: HMMER's AUROC and flag rates at its dev-calibrated 1st percentile, under "no hit at E <= 1e-3 = unknown" and at the network's
-   known-test flag rate, and the fused score (weight chosen on the selection half).
+   :func:`protlc.unknown.homology_metrics`: HMMER's AUROC and flag rates at its dev-calibrated 1st
+   percentile, under "no hit at E <= 1e-3 = unknown" and at the network's known-test flag rate, and the
+   fused score (weight chosen on the selection half).
 3. ``OUT/hmmer_results.csv`` (one row per cell) and ``OUT/hmmer_results.md`` (mean ± std per setting
    and loss). Delete ``OUT/hmmer`` to recompute the caches.
 """
@@ -133,7 +134,8 @@ def cell_outputs(run_dir: Path, dataset: Path, cache: Path, batch_size: int) -> 
             with torch.no_grad():
                 found[split] = model.head(torch.from_numpy(pooled_of(sequences)[:, -1])).numpy()
         nearest = nearest_scores(pooled_of, train[col.SEQUENCE].tolist(), train[col.LABEL].to_numpy(), queries)
-        found.update({f"{name}_{split}": values[i] for name, values in nearest.items() for i, split in enumerate(SPLITS)})
+        found.update({f"{name}_{split}": values[i] for name, values in nearest.items()
+                      for i, split in enumerate(SPLITS)})
         return found
     found = cached(cache, compute)
     if any(f"{name}_{SPLITS[0]}" not in found for name in REFERENCE_SCORES):

@@ -28,7 +28,8 @@ from protlc.unknown import ALL_SCORES, UNKNOWN_RATES
               help="max_p: top probability; entropy: 1 - H(p)/log C; energy: logsumexp of the logits; nearest: cosine "
                    "similarity of the layer embedding to the closest training domain (<= 100 per family) of the "
                    "run's dataset (or --homology-reference); nearest_kmer: the same, each training domain's "
-                   "similarity the mean of that cosine and the 3-mer profile cosine; auto: the score the run chose on dev when its dataset had "
+                   "similarity the mean of that cosine and the 3-mer profile cosine; auto: the score the run chose "
+                   "on dev when its dataset had "
                    "novel families, else max_p.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-length", type=int, default=10_000, show_default=True, help="Reject longer sequences.")

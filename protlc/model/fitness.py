@@ -236,7 +236,8 @@ class FitnessEnsemble(nn.Module):
         if not members or len({m.fixed_length for m in members}) != 1:
             raise ConfigError("a fitness ensemble needs one or more members of one sequence length")
         if weights is not None and (len(weights) != len(members) or not all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in weights)):
+                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                for w in weights)):
             raise ConfigError(f"{ENSEMBLE_WEIGHTS} must hold one finite number >= 0 per member, got {weights!r}")
         self.members = nn.ModuleList(members)
         self.weights = None if weights is None else [float(w) for w in weights]
