@@ -99,6 +99,9 @@ def collect(cells, out: Path) -> pd.DataFrame:
         metrics = json.loads(path.read_text())
         row = {"setting": cell.noise.name, "noise": cell.noise.label, "loss": cell.method.label, "seed": cell.seed}
         row.update({k: metrics.get(k) for k in (*COLUMNS, *EXTRA)})
+        chosen = metrics.get("novel/chosen_score")  # a run of a protlc that kept it per score only:
+        row["novel/flagged_novel_at_known_5pct"] = metrics.get("novel/flagged_novel_at_known_5pct",
+                                                               metrics.get(f"novel/flagged_novel_at_known_5pct_{chosen}"))
         row["novel/evaluation_families"] = ",".join(row["novel/evaluation_families"] or [])
         rows.append(row)
     table = pd.DataFrame(rows)
