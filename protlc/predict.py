@@ -13,7 +13,8 @@ below the threshold. The score is the one the run chose on its dev data when it 
 with novel families (``unknown_score`` in ``RUN_DIR/calibration.json``), else the top probability
 (``max_p``; also for runs of older protlc versions); ``unknown_score`` overrides it. The default
 threshold is calibrated on the dev split at the end of ``protlc train``: the 1st percentile of the dev
-sequences' score, so that 99% of in-distribution sequences pass.
+sequences' score, so that 99% of in-distribution sequences pass. ``unknown_score="homology"`` (with a
+homology reference) is HMMER's rule instead: unknown = no phmmer hit at E <= 1e-3 (``homology_evalue``).
 """
 
 from __future__ import annotations
@@ -53,17 +54,19 @@ from protlc.metrics import entropy
 from protlc.model import PooledLayers
 from protlc.model.checkpoint import load_checkpoint
 from protlc.progress import progress_bar
-from protlc.unknown import (ALL_SCORES, DEFAULT_SCORE, NEAREST, REFERENCE_SCORES, UNKNOWN_QUANTILE, UNKNOWN_RATES,
-                            NearestReference, nearest_reference_rows, score)
+from protlc.unknown import (ALL_SCORES, DEFAULT_SCORE, EVALUE_CUTOFF, HOMOLOGY, NEAREST, REFERENCE_SCORES,
+                            UNKNOWN_QUANTILE, UNKNOWN_RATES, NearestReference, homology_score, nearest_reference_rows,
+                            score)
 from protlc.unknown import threshold as unknown_threshold_of
 
 
 def prediction_frame(names, probs: np.ndarray, labels: list[dict], top_k: int, threshold: float,
                      unknown_values: np.ndarray | None = None, hits: Hits | None = None,
-                     fusion: HomologyFusion | None = None) -> pd.DataFrame:
+                     fusion: HomologyFusion | None = None, hits_decide_known: bool = True) -> pd.DataFrame:
     """Turn ``(N, C)`` probabilities (and the homology hits, fused by ``fusion``) into the prediction table
     described in the module docstring; ``unknown_values`` are the unknown scores compared with ``threshold``
-    (default: the probability of the predicted family)."""
+    (default: the probability of the predicted family). ``hits_decide_known``: a row whose family the hits
+    decided is never unknown (off for the homology rule, whose E-value cutoff alone decides)."""
     k = min(top_k, probs.shape[1])
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     family = np.array([lab["family_id"] for lab in labels], dtype=object)
@@ -79,7 +82,7 @@ def prediction_frame(names, probs: np.ndarray, labels: list[dict], top_k: int, t
         "probability": probs[np.arange(len(probs)), best],
         "confidence": 1.0 - entropy(probs) / np.log(probs.shape[1]),
         "is_unknown": ((probs[np.arange(len(probs)), best] if unknown_values is None else unknown_values) < threshold)
-        & ~decided,
+        & ~(decided & hits_decide_known),
     }
     if hits is not None:
         frame["homology_family"] = np.where(hits.label >= 0, family[np.maximum(hits.label, 0)], None)
@@ -123,9 +126,11 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     prediction for each) or ``auto`` (chosen on dev); see :func:`calibrate_fusion`).
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
-    ``unknown_score``: ``max_p``, ``entropy``, ``energy``, ``nearest`` or ``nearest_kmer`` (None: the run's
+    ``unknown_score``: ``max_p``, ``entropy``, ``energy``, ``nearest``, ``nearest_kmer`` or ``homology`` (None: the run's
     calibrated choice, else max p); the nearest scores embed the training domains of the run's dataset (or
-    of ``homology_reference``) that ``protlc train`` compared with (:func:`nearest_reference_sequences`).
+    of ``homology_reference``) that ``protlc train`` compared with (:func:`nearest_reference_sequences`);
+    ``homology`` flags a sequence without a phmmer hit at E <= ``homology_evalue`` (default 1e-3) in
+    ``homology_reference`` (:func:`homology_unknown_threshold`), whatever the network says.
     ``ensemble``: more classifier checkpoints over the same families; the prediction is the mean of all the
     models' probabilities (:func:`ensemble_logits`), and the unknown threshold is calibrated for that mean
     on the dev split of the first checkpoint's dataset (or of ``homology_reference``), as ``protlc train``
@@ -134,7 +139,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     Raises:
         CheckpointError: not a classifier checkpoint. InputError: bad sequences (file + record named).
         ConfigError: bad ``top_k`` or threshold; ensemble members over other families; energy or a nearest score
-            for an ensemble; a nearest score without the run's dataset.
+            for an ensemble; a nearest score without the run's dataset; the homology score without a reference.
     """
     checkpoint = Path(checkpoint)
     check_not_input(out_path, input_path, checkpoint, *ensemble)
@@ -163,7 +168,11 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
             raise ConfigError("--unknown-score energy: the mean probability of an ensemble has no energy score; "
                               "use max_p or entropy")
         calibrate = dev_calibration(homology_reference or loaded.config.get("dataset"), logits_of)
-    score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold, calibrate, unknown_rate)
+    if unknown_score == HOMOLOGY:
+        score_name, threshold = HOMOLOGY, homology_unknown_threshold(homology_reference, homology_evalue,
+                                                                      unknown_threshold, unknown_rate)
+    else:
+        score_name, threshold = unknown_rule(checkpoint, unknown_score, unknown_threshold, calibrate, unknown_rate)
     nearest_reference = layers = None
     if score_name in REFERENCE_SCORES:
         if len(models) > 1:
@@ -196,10 +205,12 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
                 values = nearest_reference.scores(pooled, sequences, (score_name,))[score_name]
             else:
                 logits = logits_of(sequences)
-                values = None if score_name == DEFAULT_SCORE else score(logits, score_name)
+                values = None if score_name in (DEFAULT_SCORE, HOMOLOGY) else score(logits, score_name)
             hits = reference.search(sequences, threads) if reference is not None else None
+            if score_name == HOMOLOGY:
+                values = homology_score(hits.evalue)
             frame = prediction_frame(chunk[col.SEQUENCE_NAME], softmax(logits), loaded.labels, top_k, threshold,
-                                     values, hits, fusion)
+                                     values, hits, fusion, hits_decide_known=score_name != HOMOLOGY)
             writer.write(frame)
             n += len(frame)
             unknown += int(frame["is_unknown"].sum())
@@ -269,6 +280,27 @@ def unknown_rule(checkpoint: Path, unknown_score: str | None, unknown_threshold:
     if name != "energy" and not low <= threshold <= 1.0:
         raise ConfigError(f"--unknown-threshold must be in [{low:g}, 1] for --unknown-score {name}, got {threshold}")
     return name, float(threshold)
+
+
+def homology_unknown_threshold(homology_reference, homology_evalue: float | None,
+                               unknown_threshold: float | None, unknown_rate: float | None) -> float:
+    """The threshold on :func:`protlc.unknown.homology_score` (``-log10 E``) of ``--unknown-score homology``:
+    HMMER's rule, a sequence without a phmmer hit at E <= ``homology_evalue`` (default 1e-3) is unknown.
+
+    Raises:
+        ConfigError: no ``--homology-reference`` to search, a negative E-value, or a network threshold
+            (``--unknown-threshold``, ``--unknown-rate``) given with it.
+    """
+    if homology_reference is None:
+        raise ConfigError("--unknown-score homology flags sequences without a phmmer hit in the training domains; "
+                          "pass --homology-reference DATASET_DIR (the prepared dataset the model was trained on)")
+    if unknown_threshold is not None or unknown_rate is not None:
+        raise ConfigError("--unknown-score homology: its cutoff is an E-value, --homology-evalue [default: 1e-3]; "
+                          "drop --unknown-threshold / --unknown-rate")
+    cutoff = EVALUE_CUTOFF if homology_evalue is None else homology_evalue
+    if not cutoff >= 0:
+        raise ConfigError(f"--homology-evalue must be >= 0, got {cutoff}")
+    return float(homology_score(np.array([cutoff]))[0])
 
 
 def ensemble_models(checkpoint: Path, loaded, others: Sequence[str | Path]) -> list:

@@ -64,6 +64,8 @@ NEAREST = "nearest"  # the layer-embedding score
 NEAREST_KMER = "nearest_kmer"  # the layer embedding and the 3-mer profile together
 REFERENCE_SCORES = (NEAREST, NEAREST_KMER)  # scores against training domains
 ALL_SCORES = (*SCORES, *REFERENCE_SCORES)
+HOMOLOGY = "homology"  # predict only: HMMER's rule, no phmmer hit at E <= cutoff = unknown (needs a reference)
+PREDICT_SCORES = (*ALL_SCORES, HOMOLOGY)
 KMER = 3
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # k-mers over other letters (X, B, ...) are left out of the profiles
 DEFAULT_SCORE = "max_p"

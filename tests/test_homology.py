@@ -102,6 +102,39 @@ def test_cutoff_zero_leaves_every_answer_to_the_network(clean_six, untrained, tm
     assert (a["predicted_family"] == b["predicted_family"]).all()
 
 
+def test_the_homology_unknown_rule_is_hmmers_evalue_cutoff(clean_six, untrained, embedded_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from protlc.cli import cli
+
+    known = read_split(clean_six, "test")[[col.SEQUENCE_NAME, col.SEQUENCE]]
+    everything = pd.read_csv(embedded_dir / "exthomfam_16fam.tsv", sep="\t")
+    others = everything[~everything[col.FAMILY_ID].isin(read_split(clean_six, "train")[col.FAMILY_ID].unique())]
+    novel = others.groupby(col.FAMILY_ID).head(3)[[col.SEQUENCE_NAME, col.SEQUENCE]]
+    pd.concat([known, novel]).to_csv(tmp_path / "q.tsv", sep="\t", index=False)
+    args = ["predict", str(untrained), str(tmp_path / "q.tsv"), "--homology-reference", str(clean_six),
+            "--homology-per-family", "10", "--unknown-score", "homology"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "h.csv")])
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(tmp_path / "h.csv")
+    no_hit = ~(out["homology_evalue"] <= 1e-3)  # NaN-safe: an empty E-value is no hit
+    assert (out["is_unknown"] == no_hit).all()  # the cutoff alone decides, whatever the network or the vote say
+    flagged_known, flagged_novel = out["is_unknown"][:len(known)].mean(), out["is_unknown"][len(known):].mean()
+    assert len(novel) >= 20 and flagged_novel >= 0.9 and flagged_known <= 0.1  # real domains, 10 unseen families
+    assert f"{out['is_unknown'].sum()} flagged unknown: no phmmer hit at E <= 0.001" in result.output
+    strict = CliRunner().invoke(cli, [*args, "--homology-evalue", "1e-30", "--out", str(tmp_path / "s.csv")])
+    assert strict.exit_code == 0, strict.output
+    assert (pd.read_csv(tmp_path / "s.csv")["is_unknown"] == ~(out["homology_evalue"] <= 1e-30)).all()
+    for extra, message in ((["--unknown-rate", "0.05"], "its cutoff is an E-value, --homology-evalue"),
+                           (["--unknown-threshold", "0.5"], "its cutoff is an E-value, --homology-evalue")):
+        bad = CliRunner().invoke(cli, [*args, *extra, "--out", str(tmp_path / "bad.csv")])
+        assert bad.exit_code != 0 and message in bad.output and "Traceback" not in bad.output
+    alone = CliRunner().invoke(cli, ["predict", str(untrained), str(tmp_path / "q.tsv"), "--unknown-score", "homology",
+                                     "--out", str(tmp_path / "bad.csv")])
+    assert alone.exit_code != 0 and "pass --homology-reference DATASET_DIR" in alone.output
+    assert not (tmp_path / "bad.csv").exists()
+
+
 def test_a_reference_with_other_families_is_refused(clean_six, tmp_path, classifier_checkpoint):
     classifier_checkpoint(tmp_path / "other.ckpt", num_classes=6)  # families FAM0..FAM5
     pd.DataFrame({"sequence": ["MKV"]}).to_csv(tmp_path / "q.csv", index=False)

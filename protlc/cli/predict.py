@@ -8,7 +8,7 @@ import click
 
 from protlc.cli.options import inference_options
 from protlc.homology import DEFAULT_PER_FAMILY, FUSIONS, REFERENCE_LABELS
-from protlc.unknown import ALL_SCORES, UNKNOWN_RATES
+from protlc.unknown import HOMOLOGY, PREDICT_SCORES, UNKNOWN_RATES
 
 
 @click.command("predict")
@@ -23,14 +23,14 @@ from protlc.unknown import ALL_SCORES, UNKNOWN_RATES
 @click.option("--unknown-rate", type=float, default=None,
               help="Set the threshold so that this share of the known dev sequences is flagged: one of "
                    + ", ".join(f"{r:g}" for r in UNKNOWN_RATES) + " [default: 0.01]; instead of --unknown-threshold.")
-@click.option("--unknown-score", type=click.Choice(("auto", *ALL_SCORES)), default="auto",
+@click.option("--unknown-score", type=click.Choice(("auto", *PREDICT_SCORES)), default="auto",
               show_default=True,
               help="max_p: top probability; entropy: 1 - H(p)/log C; energy: logsumexp of the logits; nearest: cosine "
                    "similarity of the layer embedding to the closest training domain (<= 100 per family) of the "
                    "run's dataset (or --homology-reference); nearest_kmer: the same, each training domain's "
-                   "similarity the mean of that cosine and the 3-mer profile cosine; auto: the score the run chose "
-                   "on dev when its dataset had "
-                   "novel families, else max_p.")
+                   "similarity the mean of that cosine and the 3-mer profile cosine; homology: HMMER's rule, no "
+                   "phmmer hit at E <= --homology-evalue [1e-3] in the --homology-reference training domains; "
+                   "auto: the score the run chose on dev when its dataset had novel families, else max_p.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-length", type=int, default=10_000, show_default=True, help="Reject longer sequences.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
@@ -73,13 +73,17 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
                     homology_reference=homology_reference, homology_per_family=homology_per_family,
                     homology_evalue=homology_evalue, threads=threads, homology_fusion=homology_fusion,
                     homology_weight=homology_weight, homology_labels=homology_labels, ensemble=ensemble)
-    what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits",
-            "nearest": "similarity to the nearest training domain",
-            "nearest_kmer": "embedding and 3-mer similarity to the nearest training domain"}[s.score]
     if s.fusion_dev_accuracy:
         tried = ", ".join(f"{labels}" + ("" if w is None else f" W {w:g}") + f": {a:.3f}"
                           for (labels, w), a in s.fusion_dev_accuracy.items())
         chosen = f"{s.fusion.labels} reference labels" + ("" if s.fusion.weight is None else f", weight {s.fusion.weight:g}")
         click.echo(f"homology {s.fusion.method}: {chosen}, chosen on the reference's dev split (accuracy {tried})")
+    if s.score == HOMOLOGY:
+        rule = f"no phmmer hit at E <= {10 ** -s.threshold:.3g}"
+    else:
+        what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits",
+                "nearest": "similarity to the nearest training domain",
+                "nearest_kmer": "embedding and 3-mer similarity to the nearest training domain"}[s.score]
+        rule = f"{what} < {s.threshold:.3f}"
     models = f", mean of {s.models} models" if s.models > 1 else ""
-    click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown at {what} < {s.threshold:.3f}{models})")
+    click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown: {rule}{models})")
