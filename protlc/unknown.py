@@ -153,6 +153,15 @@ def nearest_similarity(embeddings: np.ndarray, reference: np.ndarray, block: int
     Raises:
         ValueError: an empty reference, different widths, or profiles of other sizes.
     """
+    plain, combined = nearest_similarities(embeddings, reference, block, profiles)
+    return plain if combined is None else combined
+
+
+def nearest_similarities(embeddings: np.ndarray, reference: np.ndarray, block: int = 2**26,
+                         profiles: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Both maxima of :func:`nearest_similarity` from one pass over the reference: ``(N,)`` of the embedding
+    cosine alone, and ``(N,)`` of the mean with the k-mer cosine (None without ``profiles``)."""
     query, ref = (np.asarray(a, dtype=np.float32) for a in (embeddings, reference))
     if ref.ndim != 2 or len(ref) == 0 or query.ndim != 2 or query.shape[1] != ref.shape[1]:
         raise ValueError(f"nearest score: need (N, F) embeddings and a non-empty (M, F) reference, got "
@@ -161,16 +170,18 @@ def nearest_similarity(embeddings: np.ndarray, reference: np.ndarray, block: int
         raise ValueError(f"nearest score: {profiles[0].shape[0]} and {profiles[1].shape[0]} k-mer profiles for "
                          f"{len(query)} queries and {len(ref)} reference rows")
     ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
-    out = np.empty(len(query), dtype=np.float64)
+    plain = np.empty(len(query), dtype=np.float64)
+    combined = None if profiles is None else np.empty(len(query), dtype=np.float64)
     batch = max(1, (block if profiles is None else block // 4) // len(ref))
     ref_profiles_t = None if profiles is None else profiles[1].T.tocsc()
     for start in range(0, len(query), batch):
         q = query[start:start + batch]
         similarity = (q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)) @ ref.T
+        plain[start:start + batch] = similarity.max(axis=1)
         if profiles is not None:
-            similarity = (similarity + (profiles[0][start:start + batch] @ ref_profiles_t).toarray()) / 2
-        out[start:start + batch] = similarity.max(axis=1)
-    return out
+            similarity += (profiles[0][start:start + batch] @ ref_profiles_t).toarray()
+            combined[start:start + batch] = similarity.max(axis=1) / 2
+    return plain, combined
 
 
 class NearestReference:
@@ -187,14 +198,9 @@ class NearestReference:
 
     def scores(self, pooled_layers: np.ndarray, sequences: list[str], names=REFERENCE_SCORES) -> dict[str, np.ndarray]:
         """``{name: (N,) float64}`` for each of ``names`` (:data:`REFERENCE_SCORES`) of N query domains."""
-        embeddings = layer_embedding(pooled_layers)
-        found = {}
-        if NEAREST in names:
-            found[NEAREST] = nearest_similarity(embeddings, self.embeddings)
-        if NEAREST_KMER in names:
-            found[NEAREST_KMER] = nearest_similarity(embeddings, self.embeddings,
-                                                     profiles=(kmer_profiles(sequences), self.profiles))
-        return found
+        profiles = (kmer_profiles(sequences), self.profiles) if NEAREST_KMER in names else None
+        plain, combined = nearest_similarities(layer_embedding(pooled_layers), self.embeddings, profiles=profiles)
+        return {name: plain if name == NEAREST else combined for name in names}
 
 
 def nearest_scores(pooled_of, train_sequences: list[str], train_labels: np.ndarray,

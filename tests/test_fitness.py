@@ -517,6 +517,24 @@ def test_auto_resume_keeps_finished_candidates_and_reaches_the_uninterrupted_res
         train_dms(pab1_subset, run, PAB1_WT, config, offset=PAB1_OFFSET, seed=3, resume=True)
 
 
+def test_resume_may_switch_the_ensemble_off_and_keeps_the_trained_candidates(auto_run, pab1_subset, tmp_path,
+                                                                             dms_tiny_config):
+    import shutil
+
+    out, first = auto_run
+    run = tmp_path / "auto"
+    shutil.copytree(out, run)
+    (run / "final_metrics.json").unlink()
+    kept = {p: p.stat().st_mtime_ns for p in (run / "candidates").rglob("*.ckpt")}
+    resumed = train_dms(pab1_subset, run, PAB1_WT, dms_tiny_config(*AUTO, "head.ensemble=false"), offset=PAB1_OFFSET,
+                        seed=3, resume=True)
+    assert kept and all(p.stat().st_mtime_ns == t for p, t in kept.items())  # nothing retrained
+    assert not any(k.startswith("choice/ensemble/") for k in resumed) and resumed["choice/chosen"] != "ensemble"
+    for name in ("none", "ridge", "epistasis"):
+        assert resumed[f"choice/{name}/tune/mse"] == first[f"choice/{name}/tune/mse"]
+    assert "ensemble: false" in (run / "config.yaml").read_text()
+
+
 def test_resume_refuses_to_switch_between_one_head_and_auto(run_dir, auto_run, pab1_subset, tmp_path, dms_tiny_config):
     import shutil
 

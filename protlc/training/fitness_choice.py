@@ -64,6 +64,7 @@ from protlc.training.fitness_fit import (
     CANDIDATES,
     PARTS,
     RESUME_FIXED,
+    RESUME_FREE,
     data_figures,
     fit_candidate,
 )
@@ -218,7 +219,7 @@ def _candidate_state(sub: Path, config: dict, data_sha256: str, resume: bool):
     if not resume or not last.is_file():
         return None  # a candidate that never reached its first checkpoint starts again (check_run_dir allows it)
     check_resume_unchanged(read_resume_checkpoint(last, "fitness"), config, data_sha256, RESUME_FIXED,
-                           data_key="dms.table")
+                           data_key="dms.table", free=RESUME_FREE)
     return _DONE if (sub / CANDIDATE_METRICS).is_file() else last
 
 

@@ -29,6 +29,7 @@ from protlc.training.run import fit, make_trainer
 from protlc.training.rundir import DATA_SHA256, RecordInCheckpoint
 
 RESUME_FIXED = ("model", "head", "dms", "split")  # what --resume must not change (check_resume_unchanged)
+RESUME_FREE = ("head.ensemble",)  # ... except the final choice's setting: it trains nothing
 PARTS = dms_splits.PART_NAMES
 ADDITIVE_START_PREFIX = "additive_start/"
 AUTO = "auto"  # head.additive: train every candidate, keep the best on tune (protlc.training.fitness_choice)

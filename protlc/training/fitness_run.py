@@ -38,6 +38,7 @@ from protlc.training.fitness_fit import (  # noqa: F401 (_build_module, ridge_ef
     CANDIDATES,
     PARTS,
     RESUME_FIXED,
+    RESUME_FREE,
     _build_module,
     fit_candidate,
     ridge_effects,
@@ -160,7 +161,7 @@ def _train_dms(table, out_dir, wt, config, *, notation, offset, score_column, mu
     check_monitor(config["early_stopping"]["monitor"])
     data = prepare_data(config, table, wt)
     if resumed is not None:
-        check_resume_unchanged(resumed, config, data.sha256, RESUME_FIXED, data_key="dms.table")
+        check_resume_unchanged(resumed, config, data.sha256, RESUME_FIXED, data_key="dms.table", free=RESUME_FREE)
 
     def start_run_dir() -> None:
         out.mkdir(parents=True, exist_ok=True)

@@ -140,12 +140,13 @@ def read_resume_checkpoint(last: Path, task: str) -> dict:
 
 
 def check_resume_unchanged(ckpt: dict, config: dict, data_sha256: str, fixed: tuple[str, ...] = RESUME_FIXED,
-                           data_key: str = "dataset") -> None:
+                           data_key: str = "dataset", free: tuple[str, ...] = ()) -> None:
     """Refuse to resume with another model, loss or data than the run started with.
 
     ``ckpt`` is the checkpoint to resume (its config and the data's fingerprint, :data:`DATA_SHA256`),
     ``config`` the resolved config of this command, ``data_sha256`` the fingerprint of its data, and
-    ``fixed`` the config sections (or dotted keys) that must not change. The data at ``data_key`` is
+    ``fixed`` the config sections (or dotted keys) that must not change, except the dotted keys in ``free``.
+    The data at ``data_key`` is
     compared by content when the checkpoint records it (so a moved dataset resumes), else by path.
 
     Raises:
@@ -159,7 +160,8 @@ def check_resume_unchanged(ckpt: dict, config: dict, data_sha256: str, fixed: tu
     saved = _flatten(ckpt.get("hyper_parameters", {}).get("config") or {})
     now = _flatten(config)
     for key, old in saved.items():
-        if not any(key == f or key.startswith(f + ".") for f in fixed) or (key == data_key and saved_sha256):
+        if (not any(key == f or key.startswith(f + ".") for f in fixed) or key in free
+                or (key == data_key and saved_sha256)):
             continue
         new = now.get(key)
         same = old == new
