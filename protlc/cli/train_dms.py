@@ -58,8 +58,9 @@ def train_dms_command(table, out_dir, config_files, overrides, max_epochs, batch
     test/pearson, test/spearman and ridge/test/pearson, ridge/test/spearman, and plots/ a scatter plot.
     By default (head.additive=auto) three heads train in RUN_DIR/candidates/: the network alone, with an
     additive term started at ridge, and with a global-epistasis term (an additive latent trait through a
-    learned monotone map), and the mean of the two or three of them best on tune is a fourth candidate
-    (ensemble); the one best on the tune split is kept (choice/chosen in final_metrics.json).
+    learned monotone map), and their blend with weights >= 0 fitted on tune by least squares is a fourth
+    candidate (ensemble; --set head.ensemble=false: none); the one best on the tune split is kept
+    (choice/chosen in final_metrics.json).
     """
     from protlc.dms.rejects import REJECTS_FILE, skipped_message
     from protlc.training.fitness_run import load_dms_config, train_dms

@@ -83,7 +83,7 @@ from protlc.training.rundir import (
 )
 
 CANDIDATE_METRICS = "candidate_metrics.json"
-ENSEMBLE = "ensemble"  # the mean of the trained candidates (trains nothing)
+ENSEMBLE = "ensemble"  # the trained candidates blended with weights fitted on tune (trains nothing)
 CHOICE = "choice/"
 _DONE = "done"
 
