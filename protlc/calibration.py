@@ -5,8 +5,9 @@ the threshold: the 1st percentile of the dev sequences' score, so that 99% of in
 pass. ``RUN_DIR/calibration.json`` holds ``unknown_threshold`` (always the max-p threshold, as before),
 ``thresholds`` (every score's), ``rate_thresholds`` (every score's at each dev flag rate of
 :data:`~protlc.unknown.UNKNOWN_RATES`: ``predict --unknown-rate``), and ``unknown_score``: the score the run
-chose on its dev data when the dataset had novel families (else max p). A file without ``unknown_score``
-(older runs) means max p; one without ``rate_thresholds`` has the 1% thresholds only.
+chose on its dev data when the dataset had novel families (else max p), and ``kmer``, the k of the
+``nearest_kmer`` profiles its thresholds were computed with. A file without ``unknown_score`` (older runs)
+means max p; one without ``rate_thresholds`` has the 1% thresholds only; one without ``kmer``, 3-mers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 
 from protlc.errors import CheckpointError, ConfigError
 from protlc.jsonio import write_json
-from protlc.unknown import DEFAULT_SCORE, SCORES, UNKNOWN_QUANTILE, UNKNOWN_RATES, score, threshold
+from protlc.unknown import (DEFAULT_SCORE, KMER, LEGACY_KMER, SCORES, UNKNOWN_QUANTILE, UNKNOWN_RATES, score,
+                            threshold)
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -39,7 +41,7 @@ def write_calibration(run_dir: Path, dev_logits: np.ndarray, unknown_score: str 
     write_json(run_dir / CALIBRATION_FILE,
                {"unknown_threshold": thresholds[DEFAULT_SCORE], "unknown_score": unknown_score, "thresholds": thresholds,
                 "quantile": UNKNOWN_QUANTILE, "rate_thresholds": by_rate, "split": "dev",
-                "dev_sequences": int(len(dev_logits))})
+                "dev_sequences": int(len(dev_logits)), "kmer": KMER})
     return thresholds[unknown_score]
 
 
@@ -79,3 +81,19 @@ def find_calibrated_threshold(checkpoint: Path) -> float | None:
     """The max-p threshold saved next to a run's checkpoints (RUN_DIR/calibration.json), if any."""
     found = find_calibration(checkpoint)
     return None if found is None else found[1][DEFAULT_SCORE]
+
+
+def calibration_kmer(checkpoint: Path) -> int:
+    """The k of ``nearest_kmer`` that the run's calibration.json was computed with: its ``kmer``, 3 for a file
+    of an earlier protlc without one (:data:`~protlc.unknown.LEGACY_KMER`), :data:`~protlc.unknown.KMER`
+    without a file. (The file's validity is checked by :func:`find_calibration`.)"""
+    for candidate in (checkpoint.parent / CALIBRATION_FILE, checkpoint.parent.parent / CALIBRATION_FILE):
+        if candidate.is_file():
+            try:
+                kmer = json.loads(candidate.read_text()).get("kmer", LEGACY_KMER)
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                return KMER
+            if not isinstance(kmer, int) or isinstance(kmer, bool) or not 1 <= kmer <= 6:
+                raise CheckpointError(f"{candidate}: kmer must be an integer from 1 to 6, got {kmer!r}")
+            return kmer
+    return KMER

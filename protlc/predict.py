@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from protlc import columns as col
-from protlc.calibration import find_calibration
+from protlc.calibration import calibration_kmer, find_calibration
 from protlc.data.chunks import ChunkWriter, check_not_input, iter_sequence_chunks
 from protlc.data.loading import EncodedSequences
 from protlc.data.store import read_labels, read_table, split_path
@@ -44,6 +44,7 @@ from protlc.homology import (
     reference_rows,
 )
 from protlc.inference import (
+    autocast_for,
     check_device,
     inference_precision,
     inference_tokens,
@@ -181,7 +182,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
         layers = PooledLayers(models[0].encoder)
         sequences = nearest_reference_sequences(homology_reference or loaded.config.get("dataset"), loaded.labels,
                                                 score_name)
-        nearest_reference = NearestReference(outputs(layers, sequences), sequences)
+        nearest_reference = NearestReference(outputs(layers, sequences), sequences, calibration_kmer(checkpoint))
     reference = fusion = dev_accuracy = None
     if homology_reference is not None:
         fusion = homology_fusion_rule(homology_fusion, homology_evalue, homology_weight, homology_labels)
@@ -200,7 +201,7 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
             sequences = chunk[col.SEQUENCE].tolist()
             if nearest_reference is not None:  # one encoder pass for both the logits and the nearest score
                 pooled = outputs(layers, sequences)  # (N, layers, F); the last layer is the embedding
-                with torch.no_grad():
+                with torch.no_grad(), autocast_for(device, precision):  # the head as in the full model's pass
                     logits = models[0].head(torch.from_numpy(pooled[:, -1]).to(device)).float().cpu().numpy()
                 values = nearest_reference.scores(pooled, sequences, (score_name,))[score_name]
             else:

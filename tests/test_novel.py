@@ -241,8 +241,11 @@ def test_novel_metrics_take_the_nearest_scores_as_candidates():
     assert both["novel/chosen_score"] == "nearest_kmer" and both["novel/auroc_nearest"] == metrics["novel/auroc_nearest"]
 
 
-def test_kmer_profiles_count_three_mers_of_the_twenty_amino_acids():
-    profiles = kmer_profiles(["ACDAC", "ACDXACD", "AC", "ACDACD"])
+def test_kmer_profiles_count_k_mers_of_the_twenty_amino_acids():
+    four = kmer_profiles(["ACDEAC", "ACD"]).toarray()  # the default k is 4
+    assert four.shape == (2, 20**4) and np.count_nonzero(four[0]) == 3 and not four[1].any()
+    assert np.allclose(four[0][[0 * 8000 + 1 * 400 + 2 * 20 + 3, 2 * 8000 + 3 * 400 + 0 * 20 + 1]], 1 / np.sqrt(3))
+    profiles = kmer_profiles(["ACDAC", "ACDXACD", "AC", "ACDACD"], k=3)
     assert profiles.shape == (4, 8000)
     dense = profiles.toarray()
     acd, cda, dac = 0 * 400 + 1 * 20 + 2, 1 * 400 + 2 * 20 + 0, 2 * 400 + 0 * 20 + 1
@@ -251,6 +254,25 @@ def test_kmer_profiles_count_three_mers_of_the_twenty_amino_acids():
     assert not dense[2].any()  # shorter than k: a zero row
     assert np.allclose(dense[3][[acd, cda, dac]], np.array([2, 1, 1]) / np.sqrt(6))  # no window across sequences
     assert np.allclose(np.linalg.norm(dense[[0, 1, 3]], axis=1), 1.0)
+
+
+def test_calibration_records_the_k_of_nearest_kmer_and_older_files_mean_three(tmp_path):
+    from protlc.calibration import calibration_kmer, write_calibration
+    from protlc.errors import CheckpointError
+    from protlc.unknown import KMER, LEGACY_KMER
+
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    assert calibration_kmer(checkpoint) == KMER == 4  # no calibration file: this version's k
+    write_calibration(tmp_path, np.random.default_rng(0).normal(size=(50, 4)))
+    path = tmp_path / "calibration.json"
+    assert json.loads(path.read_text())["kmer"] == KMER and calibration_kmer(checkpoint) == KMER
+    older = json.loads(path.read_text())
+    del older["kmer"]
+    path.write_text(json.dumps(older))
+    assert calibration_kmer(checkpoint) == LEGACY_KMER == 3
+    path.write_text(json.dumps({**older, "kmer": "four"}))
+    with pytest.raises(CheckpointError, match="kmer must be an integer"):
+        calibration_kmer(checkpoint)
 
 
 def test_layer_embedding_weighs_every_layer_the_same():
@@ -310,7 +332,7 @@ def test_train_records_novel_metrics_and_predict_uses_the_chosen_score(novel_dat
     assert result.exit_code == 0, result.output
     assert {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp",
             "nearest": "similarity to the nearest training domain",
-            "nearest_kmer": "3-mer similarity to the nearest training domain"}[chosen] in result.output
+            "nearest_kmer": "k-mer similarity to the nearest training domain"}[chosen] in result.output
     frame = pd.read_csv(tmp_path / "p.csv").merge(store.read_split(out, col.NOVEL)[[col.SEQUENCE_NAME, col.FAMILY_ID]])
     evaluation = frame[col.FAMILY_ID].isin(saved["novel/evaluation_families"])
     assert abs(frame["is_unknown"][evaluation].mean() - saved[f"novel/flagged_novel_{chosen}"]) <= 1 / evaluation.sum()

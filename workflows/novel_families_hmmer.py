@@ -48,6 +48,8 @@ from protlc.inference import model_outputs  # noqa: E402
 from protlc.model import PooledLayers  # noqa: E402
 from protlc.model.checkpoint import load_checkpoint  # noqa: E402
 from protlc.unknown import (  # noqa: E402
+    KMER,
+    LEGACY_KMER,
     REFERENCE_SCORES,
     SCORES,
     TIE_BREAK,
@@ -136,9 +138,11 @@ def cell_outputs(run_dir: Path, dataset: Path, cache: Path, batch_size: int) -> 
         nearest = nearest_scores(pooled_of, train[col.SEQUENCE].tolist(), train[col.LABEL].to_numpy(), queries)
         found.update({f"{name}_{split}": values[i] for name, values in nearest.items()
                       for i, split in enumerate(SPLITS)})
+        found["kmer"] = np.array(KMER)
         return found
     found = cached(cache, compute)
-    if any(f"{name}_{SPLITS[0]}" not in found for name in REFERENCE_SCORES):
+    if (any(f"{name}_{SPLITS[0]}" not in found for name in REFERENCE_SCORES)
+            or int(found.get("kmer", LEGACY_KMER)) != KMER):
         cache.unlink()
         found = cached(cache, compute)
     return (tuple(found[split] for split in SPLITS),
@@ -171,9 +175,11 @@ def cell_row(cell: dict, out: Path, per_family: int, threads: int, batch_size: i
     values = nearest[chosen] if chosen in nearest else tuple(score(z, chosen) for z in logits)
     metrics = homology_metrics(values, evalues(cell["dataset"], cache, per_family, threads), families, cell["seed"])
     final = json.loads((cell["run_dir"] / "final_metrics.json").read_text())
-    # a run of an older protlc had fewer scores (the logit scores, or those and a nearest score of another
-    # definition): check its logit scores, and the choice only where it had every score of this version
-    full = all(f"novel/auroc_{name}" in final for name in REFERENCE_SCORES)
+    # a run of an older protlc had fewer scores (the logit scores, or those and nearest scores of another
+    # definition, e.g. 3-mer profiles): check its logit scores, and the choice only where it had every score
+    # of this version
+    full = (all(f"novel/auroc_{name}" in final for name in REFERENCE_SCORES)
+            and final.get("novel/kmer", LEGACY_KMER) == KMER)
     same_scores = network if full else novel_metrics(*logits, families, cell["seed"])
     numeric = [k for k, v in same_scores.items() if isinstance(v, float) and isinstance(final.get(k), float)
                and (full or k.endswith(tuple(f"_{name}" for name in SCORES)))]

@@ -28,7 +28,7 @@ from protlc.unknown import HOMOLOGY, PREDICT_SCORES, UNKNOWN_RATES
               help="max_p: top probability; entropy: 1 - H(p)/log C; energy: logsumexp of the logits; nearest: cosine "
                    "similarity of the layer embedding to the closest training domain (<= 100 per family) of the "
                    "run's dataset (or --homology-reference); nearest_kmer: the same, each training domain's "
-                   "similarity the mean of that cosine and the 3-mer profile cosine; homology: HMMER's rule, no "
+                   "similarity the mean of that cosine and the 4-mer profile cosine; homology: HMMER's rule, no "
                    "phmmer hit at E <= --homology-evalue [1e-3] in the --homology-reference training domains; "
                    "auto: the score the run chose on dev when its dataset had novel families, else max_p.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
@@ -83,7 +83,7 @@ def predict_command(checkpoint, input_path, out_path, top_k, unknown_threshold, 
     else:
         what = {"max_p": "top probability", "entropy": "1 - H(p)/log C", "energy": "logsumexp of the logits",
                 "nearest": "similarity to the nearest training domain",
-                "nearest_kmer": "embedding and 3-mer similarity to the nearest training domain"}[s.score]
+                "nearest_kmer": "embedding and k-mer similarity to the nearest training domain"}[s.score]
         rule = f"{what} < {s.threshold:.3f}"
     models = f", mean of {s.models} models" if s.models > 1 else ""
     click.echo(f"{s.sequences} sequences -> {s.out} ({s.unknown} flagged unknown: {rule}{models})")

@@ -64,7 +64,7 @@ from protlc.training.rundir import (
     remove_partial_files,
     start_metrics,
 )
-from protlc.unknown import DEFAULT_SCORE, nearest_scores, novel_metrics
+from protlc.unknown import DEFAULT_SCORE, KMER, nearest_scores, novel_metrics
 
 
 def resolve(config: dict, num_classes: int) -> dict:
@@ -260,6 +260,7 @@ def _train(dataset_dir: str | Path, out_dir: str | Path, config: dict, resume: b
                                  [frame[col.SEQUENCE].tolist() for frame in (splits["dev"], splits["test"], novel)])
         metrics.update(novel_metrics(logits["dev"], logits["test"], novel_logits, novel[col.FAMILY_ID].to_numpy(),
                                      config["seed"], reference_scores=nearest))
+        metrics["novel/kmer"] = KMER  # nearest_kmer's k (runs without this key used 3)
         unknown_score = metrics["novel/chosen_score"]
     metrics["dev/unknown_score"] = unknown_score
     metrics["dev/unknown_threshold"] = write_calibration(out, logits["dev"], unknown_score,
