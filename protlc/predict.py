@@ -127,8 +127,8 @@ def predict(checkpoint: str | Path, input_path: str | Path, out_path: str | Path
     prediction for each) or ``auto`` (chosen on dev); see :func:`calibrate_fusion`).
     ``tokens_per_batch`` and ``precision``: see :func:`protlc.inference.inference_tokens` and
     :func:`protlc.inference.inference_precision` (None: token batches on CUDA, the checkpoint's precision).
-    ``unknown_score``: ``max_p``, ``entropy``, ``energy``, ``nearest``, ``nearest_kmer`` or ``homology`` (None: the run's
-    calibrated choice, else max p); the nearest scores embed the training domains of the run's dataset (or
+    ``unknown_score``: ``max_p``, ``entropy``, ``energy``, ``nearest``, ``nearest_kmer`` or ``homology`` (None:
+    the run's calibrated choice, else max p); the nearest scores embed the training domains of the run's dataset (or
     of ``homology_reference``) that ``protlc train`` compared with (:func:`nearest_reference_sequences`);
     ``homology`` flags a sequence without a phmmer hit at E <= ``homology_evalue`` (default 1e-3) in
     ``homology_reference`` (:func:`homology_unknown_threshold`), whatever the network says.
