@@ -210,13 +210,16 @@ class NearestReference:
 
 
 def nearest_scores(pooled_of, train_sequences: list[str], train_labels: np.ndarray,
-                   queries: list[list[str]]) -> dict[str, tuple[np.ndarray, ...]]:
+                   queries: list[list[str]], query_pooled: list[np.ndarray] | None = None,
+                   ) -> dict[str, tuple[np.ndarray, ...]]:
     """The nearest scores of each list of query sequences against the training split's reference sample
     (:func:`nearest_reference_rows`): ``{name: (one (N,) array per list)}`` for :data:`REFERENCE_SCORES`.
-    ``pooled_of(sequences)``: the model's ``(N, layers, F)`` pooled layer features."""
+    ``pooled_of(sequences)``: the model's ``(N, layers, F)`` pooled layer features; ``query_pooled``: the
+    queries' features when the caller has them already (one array per list)."""
     sequences = [train_sequences[i] for i in nearest_reference_rows(train_labels)]
     reference = NearestReference(pooled_of(sequences), sequences)
-    found = [reference.scores(pooled_of(q), q) for q in queries]
+    pooled = query_pooled if query_pooled is not None else [pooled_of(q) for q in queries]
+    found = [reference.scores(features, q) for features, q in zip(pooled, queries, strict=True)]
     return {name: tuple(scores[name] for scores in found) for name in REFERENCE_SCORES}
 
 

@@ -131,11 +131,12 @@ def cell_outputs(run_dir: Path, dataset: Path, cache: Path, batch_size: int) -> 
             return model_outputs(layers, EncodedSequences(list(sequences)), batch_size, "cpu")
         train = read_split(dataset, "train")
         queries = [read_split(dataset, split)[col.SEQUENCE].tolist() for split in SPLITS]
-        found = {}
-        for split, sequences in zip(SPLITS, queries):
-            with torch.no_grad():
-                found[split] = model.head(torch.from_numpy(pooled_of(sequences)[:, -1])).numpy()
-        nearest = nearest_scores(pooled_of, train[col.SEQUENCE].tolist(), train[col.LABEL].to_numpy(), queries)
+        pooled = [pooled_of(sequences) for sequences in queries]  # one encoder pass per split for both uses
+        with torch.no_grad():
+            found = {split: model.head(torch.from_numpy(features[:, -1])).numpy()
+                     for split, features in zip(SPLITS, pooled)}
+        nearest = nearest_scores(pooled_of, train[col.SEQUENCE].tolist(), train[col.LABEL].to_numpy(), queries,
+                                 pooled)
         found.update({f"{name}_{split}": values[i] for name, values in nearest.items()
                       for i, split in enumerate(SPLITS)})
         found["kmer"] = np.array(KMER)
