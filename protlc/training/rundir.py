@@ -146,8 +146,8 @@ def check_resume_unchanged(ckpt: dict, config: dict, data_sha256: str, fixed: tu
     ``ckpt`` is the checkpoint to resume (its config and the data's fingerprint, :data:`DATA_SHA256`),
     ``config`` the resolved config of this command, ``data_sha256`` the fingerprint of its data, and
     ``fixed`` the config sections (or dotted keys) that must not change, except the dotted keys in ``free``.
-    The data at ``data_key`` is
-    compared by content when the checkpoint records it (so a moved dataset resumes), else by path.
+    The data at ``data_key`` is compared by content when the checkpoint records it (so a moved dataset
+    resumes), else by path.
 
     Raises:
         ConfigError: one line naming the key, its value at the start of the run and now.
